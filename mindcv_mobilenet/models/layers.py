@@ -1,0 +1,133 @@
+"""Building blocks shared by the MobileNet families.
+
+Blocks are returned as plain lists of cells (convolution, BatchNorm, activation) and assembled into
+``nn.SequentialCell`` by the family builders, so parameter names come out as ``features.3.layers.0.weight`` exactly
+as in mindcv and its published checkpoints load unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+from mindspore import Tensor, nn, ops
+from mindspore.common import initializer as init
+
+
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """Round a channel count to a multiple of ``divisor`` without going more than 10% below ``value``."""
+    min_value = min_value or divisor
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+class HardSigmoid(nn.Cell):
+    """``relu6(x + 3) / 6``, written with ReLU6 so it exports to ONNX and runs on every backend."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.relu6 = nn.ReLU6()
+
+    def construct(self, x: Tensor) -> Tensor:
+        return self.relu6(x + 3.0) / 6.0
+
+
+class HardSwish(nn.Cell):
+    """``x * relu6(x + 3) / 6`` (MobileNetV3's h-swish); same numerics as ``nn.HSwish`` and exportable to ONNX."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.relu6 = nn.ReLU6()
+
+    def construct(self, x: Tensor) -> Tensor:
+        return x * self.relu6(x + 3.0) / 6.0
+
+
+ACTIVATIONS: dict[str, Callable[[], nn.Cell]] = {
+    "relu": nn.ReLU,
+    "relu6": nn.ReLU6,
+    "hswish": HardSwish,
+}
+
+
+def conv_bn_act(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int = 1,
+    stride: int = 1,
+    groups: int = 1,
+    act: str | None = "relu",
+    pad_mode: str = "pad",
+) -> list[nn.Cell]:
+    """Convolution + BatchNorm (+ activation) as a list of cells; ``act=None`` gives a linear projection."""
+    padding = (kernel_size - 1) // 2 if pad_mode == "pad" else 0
+    layers = [
+        nn.Conv2d(in_channels, out_channels, kernel_size, stride, pad_mode=pad_mode, padding=padding,
+                  group=groups, has_bias=False),
+        nn.BatchNorm2d(out_channels),
+    ]
+    if act is not None:
+        layers.append(ACTIVATIONS[act]())
+    return layers
+
+
+class GlobalAvgPool(nn.Cell):
+    """Mean over the spatial axes (``AdaptiveAvgPool2d(1)``), optionally keeping them as 1x1."""
+
+    def __init__(self, keep_dims: bool = False) -> None:
+        super().__init__()
+        self.keep_dims = keep_dims
+
+    def construct(self, x: Tensor) -> Tensor:
+        return ops.mean(x, axis=(2, 3), keep_dims=self.keep_dims)
+
+
+class SqueezeExcite(nn.Cell):
+    """Channel attention: pool, 1x1 reduce + ReLU, 1x1 expand + hard-sigmoid gate, rescale (MobileNetV3)."""
+
+    def __init__(self, channels: int, reduce_ratio: float = 0.25, divisor: int = 8) -> None:
+        super().__init__()
+        reduced = make_divisible(channels * reduce_ratio, divisor)
+        self.pool = GlobalAvgPool(keep_dims=True)
+        self.conv_reduce = nn.Conv2d(channels, reduced, 1, has_bias=True)
+        self.act = nn.ReLU()
+        self.conv_expand = nn.Conv2d(reduced, channels, 1, has_bias=True)
+        self.gate = HardSigmoid()
+
+    def construct(self, x: Tensor) -> Tensor:
+        scale = self.gate(self.conv_expand(self.act(self.conv_reduce(self.pool(x)))))
+        return x * scale
+
+
+class ResidualBlock(nn.Cell):
+    """``layers(x)``, plus ``x`` when the block keeps shape (stride 1, same channels): the inverted residual."""
+
+    def __init__(self, layers: list[nn.Cell], use_residual: bool) -> None:
+        super().__init__()
+        self.use_residual = use_residual
+        self.layers = nn.SequentialCell(layers)
+
+    def construct(self, x: Tensor) -> Tensor:
+        if self.use_residual:
+            return x + self.layers(x)
+        return self.layers(x)
+
+
+def init_weights(model: nn.Cell) -> None:
+    """He-normal (fan-out) convolutions, unit BatchNorm, N(0, 0.01) classifier: the init of the reference zoos."""
+    for _, cell in model.cells_and_names():
+        if isinstance(cell, nn.Conv2d):
+            fan_out = cell.kernel_size[0] * cell.kernel_size[1] * cell.out_channels // cell.group
+            cell.weight.set_data(init.initializer(init.Normal(sigma=math.sqrt(2.0 / fan_out)),
+                                                  cell.weight.shape, cell.weight.dtype))
+            if cell.bias is not None:
+                cell.bias.set_data(init.initializer("zeros", cell.bias.shape, cell.bias.dtype))
+        elif isinstance(cell, nn.BatchNorm2d):
+            cell.gamma.set_data(init.initializer("ones", cell.gamma.shape, cell.gamma.dtype))
+            cell.beta.set_data(init.initializer("zeros", cell.beta.shape, cell.beta.dtype))
+        elif isinstance(cell, nn.Dense):
+            cell.weight.set_data(init.initializer(init.Normal(sigma=0.01), cell.weight.shape, cell.weight.dtype))
+            if cell.bias is not None:
+                cell.bias.set_data(init.initializer("zeros", cell.bias.shape, cell.bias.dtype))

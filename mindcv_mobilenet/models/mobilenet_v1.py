@@ -1,0 +1,70 @@
+"""MobileNetV1 (Howard et al., 2017, https://arxiv.org/abs/1704.04861), Table 1.
+
+A 3x3 stem convolution followed by 13 depthwise-separable blocks; the width multiplier scales every layer.
+"""
+
+from __future__ import annotations
+
+from mindspore import Tensor, nn
+
+from .base import MobileNetBase
+from .layers import conv_bn_act
+from .registry import ModelConfig, register_variant
+
+# Table 1 of the paper: (output channels, stride of the depthwise convolution) for each separable block.
+BLOCKS: list[tuple[int, int]] = [
+    (64, 1),
+    (128, 2), (128, 1),
+    (256, 2), (256, 1),
+    (512, 2), (512, 1), (512, 1), (512, 1), (512, 1), (512, 1),
+    (1024, 2), (1024, 1),
+]
+STEM_CHANNELS = 32
+
+
+def depthwise_separable(in_channels: int, out_channels: int, stride: int) -> nn.SequentialCell:
+    """3x3 depthwise + BN + ReLU, then 1x1 pointwise + BN + ReLU."""
+    return nn.SequentialCell(
+        conv_bn_act(in_channels, in_channels, 3, stride, groups=in_channels, act="relu")
+        + conv_bn_act(in_channels, out_channels, 1, act="relu")
+    )
+
+
+class MobileNetV1(MobileNetBase):
+    """MobileNetV1 at width multiplier ``alpha``; parameter names match mindcv's ``MobileNetV1``."""
+
+    classifier_name = "classifier"
+
+    def __init__(self, alpha: float = 1.0, num_classes: int = 1000, in_channels: int = 3,
+                 drop_rate: float = 0.0) -> None:
+        super().__init__()
+        channels = int(STEM_CHANNELS * alpha)
+        features: list[nn.Cell] = conv_bn_act(in_channels, channels, 3, 2, act="relu")
+        for out_channels, stride in BLOCKS:
+            out_channels = int(out_channels * alpha)
+            features.append(depthwise_separable(channels, out_channels, stride))
+            channels = out_channels
+        self.features = nn.SequentialCell(features)
+        # mindcv's V1 has no dropout layer inside ``classifier``; keep it outside so the names stay the same
+        self.head_drop = nn.Dropout(p=drop_rate) if drop_rate > 0 else nn.Identity()
+        self._build_head([], channels, num_classes)
+
+    def forward_head(self, x: Tensor) -> Tensor:
+        return self.classifier(self.head_drop(self.pool(x)))
+
+
+_MINDCV_URL = "https://download.mindspore.cn/toolkits/mindcv/mobilenet/mobilenetv1/"
+
+# name: (width, published checkpoint file, sha256 prefix, mindcv Top-1, Top-5, paper params (M), paper MACs (M))
+VARIANTS = {
+    "mobilenet_v1_025": (0.25, "mobilenet_v1_025-d3377fba.ckpt", "d3377fba", 53.87, 77.66, 0.5, 41),
+    "mobilenet_v1_050": (0.50, "mobilenet_v1_050-23e9ddbe.ckpt", "23e9ddbe", 65.94, 86.51, 1.3, 149),
+    "mobilenet_v1_075": (0.75, "mobilenet_v1_075-5bed0c73.ckpt", "5bed0c73", 70.44, 89.49, 2.6, 325),
+    "mobilenet_v1_100": (1.00, "mobilenet_v1_100-91c7b206.ckpt", "91c7b206", 72.95, 91.01, 4.2, 569),
+}
+
+
+for _name, (_alpha, _file, _sha, _top1, _top5, _params, _macs) in VARIANTS.items():
+    _config = ModelConfig(url=_MINDCV_URL + _file, sha256=_sha, checkpoint_num_classes=1001, classifier="classifier",
+                          top1=_top1, top5=_top5, paper_params_m=_params, paper_macs_m=_macs)
+    globals()[_name] = register_variant(_name, _config, MobileNetV1, f"MobileNetV1 at width {_alpha}.", alpha=_alpha)

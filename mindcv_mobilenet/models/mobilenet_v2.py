@@ -1,0 +1,94 @@
+"""MobileNetV2 (Sandler et al., 2018, https://arxiv.org/abs/1801.04381), Table 2.
+
+Inverted residual blocks with linear bottlenecks. Every width is registered at every input resolution under mindcv's
+names (``mobilenet_v2_075_160``); the resolution is part of the default config, not of the network.
+"""
+
+from __future__ import annotations
+
+from mindspore import nn
+
+from .base import MobileNetBase
+from .layers import ResidualBlock, conv_bn_act, make_divisible
+from .registry import ModelConfig, register_variant
+
+# Table 2 of the paper: expansion t, output channels c, repeats n, first stride s.
+BLOCKS: list[tuple[int, int, int, int]] = [
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+]
+STEM_CHANNELS = 32
+LAST_CHANNELS = 1280
+
+
+def inverted_residual(in_channels: int, out_channels: int, stride: int, expand_ratio: int) -> ResidualBlock:
+    """1x1 expand + ReLU6 (skipped when t=1), 3x3 depthwise + ReLU6, 1x1 linear projection."""
+    hidden = round(in_channels * expand_ratio)
+    layers: list[nn.Cell] = []
+    if expand_ratio != 1:
+        layers += conv_bn_act(in_channels, hidden, 1, act="relu6")
+    layers += conv_bn_act(hidden, hidden, 3, stride, groups=hidden, act="relu6")
+    layers += conv_bn_act(hidden, out_channels, 1, act=None)
+    return ResidualBlock(layers, use_residual=stride == 1 and in_channels == out_channels)
+
+
+class MobileNetV2(MobileNetBase):
+    """MobileNetV2 at width multiplier ``alpha``; parameter names match mindcv's ``MobileNetV2``.
+
+    The last 1x1 convolution keeps 1280 channels for ``alpha < 1`` and widens with ``alpha > 1``, as in the paper.
+    """
+
+    classifier_name = "classifier.1"
+
+    def __init__(self, alpha: float = 1.0, num_classes: int = 1000, in_channels: int = 3,
+                 drop_rate: float = 0.2, round_nearest: int = 8) -> None:
+        super().__init__()
+        channels = make_divisible(STEM_CHANNELS * alpha, round_nearest)
+        last_channels = make_divisible(LAST_CHANNELS * max(1.0, alpha), round_nearest)
+        features: list[nn.Cell] = conv_bn_act(in_channels, channels, 3, 2, act="relu6")
+        for expand_ratio, out_channels, repeats, first_stride in BLOCKS:
+            out_channels = make_divisible(out_channels * alpha, round_nearest)
+            for i in range(repeats):
+                features.append(inverted_residual(channels, out_channels, first_stride if i == 0 else 1, expand_ratio))
+                channels = out_channels
+        features += conv_bn_act(channels, last_channels, 1, act="relu6")
+        self.features = nn.SequentialCell(features)
+        self._build_head([nn.Dropout(p=drop_rate)], last_channels, num_classes)
+
+
+_MINDCV_URL = "https://download.mindspore.cn/toolkits/mindcv/mobilenet/mobilenetv2/"
+RESOLUTIONS = (224, 192, 160, 128, 96)
+
+# width tag: (width, published 224-px checkpoint file or "", mindcv Top-1, Top-5, paper params (M), paper MACs (M))
+WIDTHS = {
+    "035": (0.35, "", None, None, 1.66, 59),
+    "050": (0.50, "", None, None, 1.95, 97),
+    "075": (0.75, "mobilenet_v2_075-bd7bd4c4.ckpt", 69.98, 89.32, 2.6, 209),
+    "100": (1.00, "mobilenet_v2_100-d5532038.ckpt", 72.27, 90.72, 3.4, 300),
+    "130": (1.30, "", None, None, 5.3, 509),
+    "140": (1.40, "mobilenet_v2_140-98776171.ckpt", 75.56, 92.56, 6.1, 585),
+}
+
+
+for _tag, (_alpha, _file, _top1, _top5, _params, _macs) in WIDTHS.items():
+    for _res in RESOLUTIONS:
+        _published = _res == 224 and bool(_file)
+        _config = ModelConfig(
+            url=_MINDCV_URL + _file if _published else "",
+            sha256=_file.rsplit("-", 1)[-1].split(".")[0] if _published else "",
+            input_size=(3, _res, _res),
+            classifier="classifier.1",
+            top1=_top1 if _published else None,
+            top5=_top5 if _published else None,
+            paper_params_m=_params if _res == 224 else None,
+            paper_macs_m=_macs if _res == 224 else None,
+        )
+        _names = [f"mobilenet_v2_{_tag}_{_res}"] + ([f"mobilenet_v2_{_tag}"] if _res == 224 else [])
+        for _name in _names:  # the plain width name is the 224-px model, as in mindcv
+            _doc = f"MobileNetV2 at width {_alpha}, default input {_res} px."
+            globals()[_name] = register_variant(_name, _config, MobileNetV2, _doc, alpha=_alpha)

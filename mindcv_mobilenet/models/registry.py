@@ -1,0 +1,133 @@
+"""One factory for every model: ``register_model`` adds a constructor, ``create_model`` builds one by name."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import logging
+from dataclasses import dataclass, field
+from typing import Callable
+
+from mindspore import nn
+
+from ..utils.errors import UserError
+
+_logger = logging.getLogger(__name__)
+
+IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A model's defaults: where its weights are published and how its inputs are prepared.
+
+    ``sha256`` may be a prefix of the digest (mindcv names files ``<model>-<first 8 hex of sha256>.ckpt``).
+    ``checkpoint_num_classes`` is the classifier size of the published checkpoint (mindcv's V1 weights have 1001).
+    """
+
+    url: str = ""
+    sha256: str = ""
+    num_classes: int = 1000
+    checkpoint_num_classes: int = 1000
+    input_size: tuple[int, int, int] = (3, 224, 224)
+    crop_pct: float = 0.875
+    interpolation: str = "bilinear"
+    mean: tuple[float, float, float] = IMAGENET_DEFAULT_MEAN
+    std: tuple[float, float, float] = IMAGENET_DEFAULT_STD
+    first_conv: str = "features.0"
+    classifier: str = "classifier"
+    top1: float | None = None
+    top5: float | None = None
+    paper_params_m: float | None = None
+    paper_macs_m: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def image_size(self) -> int:
+        return self.input_size[-1]
+
+
+_model_constructors: dict[str, Callable[..., nn.Cell]] = {}
+_model_configs: dict[str, ModelConfig] = {}
+
+
+def register_model(name: str, config: ModelConfig) -> Callable[[Callable[..., nn.Cell]], Callable[..., nn.Cell]]:
+    """Decorator registering ``fn`` as the constructor of model ``name`` with default config ``config``."""
+
+    def decorator(fn: Callable[..., nn.Cell]) -> Callable[..., nn.Cell]:
+        if name in _model_constructors:
+            raise ValueError(f"model {name} registered twice")
+        _model_constructors[name] = fn
+        _model_configs[name] = config
+        return fn
+
+    return decorator
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching a shell-style ``pattern`` (``"mobilenet_v3*"``), sorted."""
+    return sorted(name for name in _model_constructors if fnmatch.fnmatch(name, pattern))
+
+
+def is_model(name: str) -> bool:
+    return name in _model_constructors
+
+
+def get_model_config(name: str) -> ModelConfig:
+    """The default config of a registered model; an unknown name is a :class:`UserError` suggesting close ones."""
+    _check_name(name)
+    return _model_configs[name]
+
+
+def _check_name(name: str) -> None:
+    if name not in _model_constructors:
+        close = difflib.get_close_matches(name, list(_model_constructors), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; `python -m mindcv_mobilenet.summary` lists them"
+        raise UserError(f"unknown model '{name}'{hint}")
+
+
+def create_model(
+    model_name: str,
+    num_classes: int | None = None,
+    pretrained: bool = False,
+    in_channels: int = 3,
+    checkpoint_path: str | None = None,
+    drop_rate: float | None = None,
+    ema: bool = False,
+    **kwargs,
+) -> nn.Cell:
+    """Build a registered model, optionally with its published weights or a local checkpoint.
+
+    ``num_classes`` defaults to the model's config (1000). With ``pretrained`` or ``checkpoint_path`` and a different
+    ``num_classes``, everything but the classifier is loaded and one log line says so. ``ema=True`` loads the EMA copy
+    of the weights when the checkpoint has one.
+    """
+    _check_name(model_name)
+    config = _model_configs[model_name]
+    num_classes = config.num_classes if num_classes is None else num_classes
+    if drop_rate is not None:
+        kwargs["drop_rate"] = drop_rate
+    model = _model_constructors[model_name](num_classes=num_classes, in_channels=in_channels, **kwargs)
+    model.default_cfg = config
+    model.model_name = model_name
+    if pretrained or checkpoint_path:
+        from ..utils.checkpoint import load_model_weights, pretrained_checkpoint_path
+
+        path = checkpoint_path or pretrained_checkpoint_path(model_name, config)
+        load_model_weights(model, path, ema=ema)
+    return model
+
+
+def register_variant(name: str, config: ModelConfig, model_class: type, doc: str, **arch_kwargs) -> Callable:
+    """Register the thin constructor ``name(num_classes, in_channels, **kwargs)`` = ``model_class(**arch_kwargs, ...)``.
+
+    Every MobileNet variant is one such line over its family's single builder class.
+    """
+
+    def constructor(num_classes: int = 1000, in_channels: int = 3, **kwargs) -> nn.Cell:
+        return model_class(num_classes=num_classes, in_channels=in_channels, **arch_kwargs, **kwargs)
+
+    constructor.__name__ = constructor.__qualname__ = name
+    constructor.__doc__ = doc
+    return register_model(name, config)(constructor)
