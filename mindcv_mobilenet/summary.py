@@ -49,7 +49,7 @@ def main() -> int:
         row = summarize(name)
         if args.markdown:
             paper = f"{_fmt(row['paper_params_m'])} / {_fmt(row['paper_macs_m'])}"
-            acc = f"{row['top1']} / {row['top5']}" if row["top1"] else "-"
+            acc = f"{row['top1']} / {_fmt(row['top5'])}" if row["top1"] else "-"
             print(f"| {name} | {row['resolution']} | {row['params_m']:.2f} | {row['macs_m']:.0f} | {paper} | {acc} |")
         else:
             print(f"{name:<26}{row['resolution']:>5}{row['params_m']:>11.2f}{_fmt(row['paper_params_m'], 'g', 8)}"

@@ -58,9 +58,9 @@ _MINDCV_URL = "https://download.mindspore.cn/toolkits/mindcv/mobilenet/mobilenet
 # name: (width, published checkpoint file, sha256 prefix, mindcv Top-1, Top-5, paper params (M), paper MACs (M))
 VARIANTS = {
     "mobilenet_v1_025": (0.25, "mobilenet_v1_025-d3377fba.ckpt", "d3377fba", 53.87, 77.66, 0.5, 41),
-    "mobilenet_v1_050": (0.50, "mobilenet_v1_050-23e9ddbe.ckpt", "23e9ddbe", 65.94, 86.51, 1.3, 149),
-    "mobilenet_v1_075": (0.75, "mobilenet_v1_075-5bed0c73.ckpt", "5bed0c73", 70.44, 89.49, 2.6, 325),
-    "mobilenet_v1_100": (1.00, "mobilenet_v1_100-91c7b206.ckpt", "91c7b206", 72.95, 91.01, 4.2, 569),
+    "mobilenet_v1_050": (0.50, "mobilenet_v1_050-23e9ddbe.ckpt", "23e9ddbe", 65.94, None, 1.3, 149),
+    "mobilenet_v1_075": (0.75, "mobilenet_v1_075-5bed0c73.ckpt", "5bed0c73", 70.44, None, 2.6, 325),
+    "mobilenet_v1_100": (1.00, "mobilenet_v1_100-91c7b206.ckpt", "91c7b206", 72.95, None, 4.2, 569),
 }
 
 

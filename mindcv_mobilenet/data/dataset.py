@@ -1,0 +1,133 @@
+"""``create_dataset``: ImageNet / class-per-folder trees and CIFAR-10 as ``mindspore.dataset`` pipelines.
+
+Sharding: training shards are equal in size (MindSpore's DistributedSampler pads with repeats, so every rank runs the
+same number of steps); evaluation shards are disjoint strided subsets whose union is exactly the data set, so every
+image is scored once.
+"""
+
+from __future__ import annotations
+
+import os
+
+import mindspore.dataset as ds
+
+from ..utils.download import default_cache_dir
+from ..utils.errors import ConfigError, DataError
+from .cifar10 import ArraySource, load_cifar10
+from .constants import RESOURCES_DIR
+from .download import CIFAR10_MD5, CIFAR10_URL, download_cifar10
+from .folder import ImageFileSource, check_root, resolve_split_dir, scan_image_folder
+from .stats import DatasetStats
+
+DATASET_NAMES = ("imagenet", "folder", "cifar10", "cifar10_demo")
+CIFAR10_DEMO_DIR = os.path.join(RESOURCES_DIR, "cifar10_demo")
+EXTRA_OPTIONS = ("python_multiprocessing", "exact_shards", "url", "md5", "file_md5s")
+
+
+def default_workers() -> int:
+    """Decoding workers when none are asked for: half the cores (the transform threads need the rest), 1..8.
+
+    Measured on 2 cores (BENCHMARKS.md): 1 decode worker gave ~870 images/s, 2 workers ~420.
+    """
+    return max(1, min(8, (os.cpu_count() or 1) // 2))
+
+
+def make_sampler(
+    size: int,
+    shuffle: bool,
+    num_samples: int | None,
+    num_shards: int | None,
+    shard_id: int | None,
+    exact_shards: bool,
+) -> ds.Sampler:
+    """The sampler for one rank; ``exact_shards`` gives disjoint strided shards whose union is every sample once."""
+    if num_samples is not None and num_samples <= 0:
+        raise ConfigError(f"num_samples must be positive, not {num_samples}")
+    if not num_shards or num_shards == 1:
+        if shuffle:
+            return ds.RandomSampler(replacement=False, num_samples=num_samples)
+        return ds.SequentialSampler(num_samples=num_samples)
+    if shard_id is None or not 0 <= shard_id < num_shards:
+        raise ConfigError(f"shard_id must be within 0..{num_shards - 1} when num_shards={num_shards}, not {shard_id}")
+    if not exact_shards:
+        return ds.DistributedSampler(num_shards, shard_id, shuffle=shuffle, num_samples=num_samples)
+    indices = list(range(shard_id, size, num_shards))[:num_samples]
+    return ds.SubsetRandomSampler(indices) if shuffle else ds.SubsetSampler(indices)
+
+
+def _source(name: str, root: str | None, split: str, download: bool, options: dict):
+    """(random-access source, class names, stats, resolved root) for a named data set."""
+    if name in ("imagenet", "folder"):
+        folder = resolve_split_dir(check_root(root, name), split)
+        classes, samples = scan_image_folder(folder)
+        return ImageFileSource(samples), classes, DatasetStats(files=[p for p, _ in samples]), folder
+    if name == "cifar10_demo":
+        root = root or CIFAR10_DEMO_DIR
+    elif name == "cifar10" and root is None:
+        root = os.path.join(default_cache_dir(), "cifar10")
+    if download and name == "cifar10":
+        download_cifar10(root, url=options.get("url", CIFAR10_URL), md5=options.get("md5", CIFAR10_MD5),
+                         file_md5s=options.get("file_md5s"))
+    images, labels, classes = load_cifar10(check_root(root, name), split or "train", expect_all=name == "cifar10")
+    return ArraySource(images, labels), classes, DatasetStats(), root
+
+
+def create_dataset(
+    name: str = "",
+    root: str | None = None,
+    split: str = "train",
+    shuffle: bool = True,
+    num_samples: int | None = None,
+    num_parallel_workers: int | None = None,
+    num_shards: int | None = None,
+    shard_id: int | None = None,
+    download: bool = False,
+    **kwargs,
+) -> ds.Dataset:
+    """A dataset of decoded HWC uint8 RGB ``image`` and int32 ``label`` rows (mindcv's ``create_dataset``).
+
+    Args:
+        name: ``imagenet``, ``folder`` (any class-per-folder tree; '' means the same), ``cifar10`` or
+            ``cifar10_demo`` (the small subset shipped in the package; ``root`` defaults to it).
+        root: data set folder. ImageNet/folder: holds ``train/``, ``val/``... (or is the class tree itself with
+            ``split=''``). CIFAR-10: holds the ``.bin`` batches directly or in ``cifar-10-batches-bin/``.
+        split: ``train``, ``val`` (also ``validation``/``test``, whichever exists; on CIFAR-10 the test batch).
+        shuffle: shuffle each epoch.
+        num_samples: take only this many samples (per shard when sharded).
+        num_parallel_workers: decoding workers (default: half the cores, 1..8).
+        num_shards, shard_id: data-parallel rank split; see the module docstring for train vs eval shards.
+        download: CIFAR-10 only: fetch the official archive into ``root`` when the files are not there.
+        kwargs: ``python_multiprocessing`` (decode in processes, default True for image files), ``exact_shards``
+            (disjoint shards; default: True unless split is train), ``url``/``md5``/``file_md5s`` (download
+            overrides).
+
+    Image-file sets also carry a ``bad_file`` column (see :mod:`.stats`), which :func:`create_loader` consumes. The
+    returned dataset has ``class_names``, ``num_classes``, ``dataset_name`` and ``dataset_stats`` attributes.
+    """
+    name = (name or "folder").lower()
+    if name not in DATASET_NAMES:
+        raise ConfigError(f"unknown data set '{name}': use one of {', '.join(DATASET_NAMES)}")
+    unknown = sorted(set(kwargs) - set(EXTRA_OPTIONS))
+    if unknown:
+        raise ConfigError(
+            f"create_dataset got unknown option(s) {', '.join(unknown)}; known: {', '.join(EXTRA_OPTIONS)}"
+        )
+    if download and name != "cifar10":
+        raise ConfigError(f"download is only available for cifar10, not {name}: place the data under root by hand")
+    source, classes, stats, resolved = _source(name, root, split, download, kwargs)
+    is_files = isinstance(source, ImageFileSource)
+    exact = kwargs.get("exact_shards")
+    exact = (split or "").lower() not in ("train", "training") if exact is None else bool(exact)
+    sampler = make_sampler(len(source), shuffle, num_samples, num_shards, shard_id, exact)
+    workers = (num_parallel_workers or default_workers()) if is_files else 1
+    multiproc = bool(kwargs.get("python_multiprocessing", is_files)) and workers > 1
+    dataset = ds.GeneratorDataset(source, column_names=list(source.column_names), sampler=sampler,
+                                  num_parallel_workers=workers, python_multiprocessing=multiproc)
+    if dataset.get_dataset_size() == 0:
+        raise DataError(f"{name} split '{split}' in {resolved} gives no samples for shard {shard_id} of {num_shards}")
+    dataset.dataset_name = name
+    dataset.class_names = classes
+    dataset.num_classes = len(classes)
+    dataset.dataset_stats = stats
+    dataset.data_root = resolved
+    return dataset

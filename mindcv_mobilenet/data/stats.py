@@ -1,0 +1,118 @@
+"""Count and report images that fail to decode, so one corrupt file costs one image instead of the whole epoch.
+
+Image-file sources emit a ``bad_file`` column: ``-1`` for a good image, otherwise the index of the file that failed
+(the image is then a tiny placeholder). :class:`BadFileGuard` removes those rows in the main process, records them
+in a :class:`DatasetStats` and logs the count and the first few names when an epoch ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+_logger = logging.getLogger("mindcv_mobilenet.data")
+
+BAD_FILE_COLUMN = "bad_file"
+NAMES_IN_REPORT = 5
+
+
+@dataclass
+class DatasetStats:
+    """What the pipeline skipped: ``bad_files`` distinct files, ``skipped`` rows over all epochs."""
+
+    files: Sequence[str] = field(default=(), repr=False)
+    bad_files: int = 0
+    skipped: int = 0
+    epochs: int = 0
+    last_epoch_skipped: int = 0
+    bad_file_names: list = field(default_factory=list)
+
+    def name(self, index: int) -> str:
+        return self.files[index] if 0 <= index < len(self.files) else f"file #{index}"
+
+    def record(self, index: int) -> None:
+        name = self.name(index)
+        self.skipped += 1
+        if name not in self.bad_file_names:
+            self.bad_file_names.append(name)
+            self.bad_files = len(self.bad_file_names)
+
+
+class BadFileGuard:
+    """Removes (evaluation) or replaces (training) rows whose image failed to decode, and reports per epoch.
+
+    Evaluation uses :meth:`keep` as a ``filter`` predicate: every good image is seen exactly once. Training uses
+    :meth:`substitute` as a ``per_batch_map``: a bad row is replaced by a good row of the same batch, so every rank
+    keeps the same number of equally shaped batches (a data-parallel step cannot wait on a rank that has fewer).
+    """
+
+    def __init__(self, stats: DatasetStats, rows_per_epoch: int) -> None:
+        self.stats = stats
+        self.rows_per_epoch = max(int(rows_per_epoch), 1)
+        self._rows = 0
+        self._epoch_names: list = []
+        self._last_good: tuple | None = None
+        self._lock = threading.Lock()
+
+    def _count(self, rows: int, bad: Sequence[int]) -> None:
+        with self._lock:
+            for index in bad:
+                self.stats.record(int(index))
+                self._epoch_names.append(self.stats.name(int(index)))
+            self._rows += rows
+            if self._rows >= self.rows_per_epoch:
+                self._rows -= self.rows_per_epoch
+                self._end_epoch()
+
+    def _end_epoch(self) -> None:
+        names = self._epoch_names
+        self.stats.epochs += 1
+        self.stats.last_epoch_skipped = len(names)
+        if names:
+            shown = ", ".join(names[:NAMES_IN_REPORT]) + (", ..." if len(names) > NAMES_IN_REPORT else "")
+            _logger.warning(
+                "epoch %d: skipped %d image(s) that could not be decoded (%d distinct bad file(s) so far): %s",
+                self.stats.epochs, len(names), self.stats.bad_files, shown,
+            )
+        self._epoch_names = []
+
+    def keep(self, bad_file: np.ndarray) -> bool:
+        """Filter predicate: True for a good row."""
+        index = int(bad_file)
+        self._count(1, [index] if index >= 0 else [])
+        return index < 0
+
+    def substitute(self, *columns_and_info):
+        """``per_batch_map``: columns (the last is ``bad_file``) plus BatchInfo; returns the columns but the last."""
+        *columns, bad, _info = columns_and_info
+        bad = [int(b) for b in bad]
+        good = [i for i, b in enumerate(bad) if b < 0]
+        self._count(len(bad), [b for b in bad if b >= 0])
+        if good:
+            self._last_good = tuple(col[good[-1]] for col in columns)
+        out = [list(col) for col in columns]
+        for k, b in enumerate(bad):
+            if b < 0:
+                continue
+            if good:
+                donor = tuple(col[good[k % len(good)]] for col in columns)
+            elif self._last_good is not None:
+                donor = self._last_good
+            else:  # nothing decoded yet: keep the placeholder (already counted and reported) rather than crash
+                continue
+            for c, col in enumerate(out):
+                col[k] = donor[c]
+        return tuple(out)
+
+    def batch_map(self, image_columns: int):
+        """``substitute`` with the exact signature MindSpore requires for 1 or 3 image columns + label + bad_file."""
+        if image_columns == 1:
+            return lambda image, label, bad_file, info: self.substitute(image, label, bad_file, info)
+        if image_columns == 3:
+            return lambda image, aug1, aug2, label, bad_file, info: self.substitute(image, aug1, aug2, label,
+                                                                                    bad_file, info)
+        raise ValueError(f"unsupported number of image columns: {image_columns}")
