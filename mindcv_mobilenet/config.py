@@ -1,0 +1,425 @@
+"""One configuration parser for ``train.py``, ``validate.py`` and ``infer.py``.
+
+Values resolve as built-in defaults < YAML file (``-c/--config``) < command line, under mindcv's key names, so
+mindcv's recipes load unchanged. Every key is declared once in :data:`OPTIONS` with its type, default, help and the
+scripts that use it. A YAML file may hold keys of any script (one recipe serves training and validation); the
+command line of a script takes only that script's keys. An unknown key, in either place, is a
+:class:`~mindcv_mobilenet.utils.errors.ConfigError` naming the closest known key.
+
+Booleans accept ``True/False/true/false/yes/no/1/0`` (``--pretrained False`` is False, unlike argparse's
+``type=bool``); a bare ``--pretrained`` means True. ``none``/``null`` sets an optional value to None.
+
+The built-in defaults of ``train`` are the CPU demo (``configs/demo/mobilenet_v2_cpu_demo.yaml``): ``python train.py``
+with no arguments trains a small MobileNetV2 on the CIFAR-10 images shipped in the package.
+
+Data parallel and the learning rate
+-----------------------------------
+With ``distribute: True`` under ``msrun``/``mpirun`` every rank reads its own shard and runs ``batch_size`` images
+per step, so the global batch is ``batch_size x ranks`` and gradients are averaged over ranks. ``lr`` is used as
+written: it is the learning rate of the global batch. mindcv's recipes state it for their published setup (8 devices,
+e.g. ``mobilenet_v2_1.0_ascend.yaml``: 8 x 256 images, lr 0.4). On another number of devices keep the global batch
+(raise ``batch_size``) or scale ``lr`` linearly with it (Goyal et al., 2017): ``lr_new = lr x (batch_size_new x
+ranks_new) / (batch_size x ranks)``, keeping ``warmup_epochs``. ``train.py`` logs the global batch at start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from .utils.errors import ConfigError
+from .utils.fileio import atomic_path
+
+KINDS = ("train", "validate", "infer")
+_T, _V, _I = {"train"}, {"validate"}, {"infer"}
+_TV = _T | _V
+_ALL = set(KINDS)
+
+
+def str2bool(value: Any) -> bool:
+    """``True/False/true/false/yes/no/1/0`` (and real booleans) to bool; anything else is an error."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1", "on"):
+        return True
+    if text in ("false", "no", "0", "off"):
+        return False
+    raise ValueError(f"expected a boolean (True/False/1/0), got {value!r}")
+
+
+def _is_none(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "~"))
+
+
+def _number_type(conv: Callable) -> Callable:
+    """int/float conversion that refuses booleans and fractional ints ('3.5' for an int key)."""
+
+    def convert(value: Any):
+        if isinstance(value, bool):
+            raise ValueError(f"expected a number, got {value!r}")
+        if conv is int and isinstance(value, float):
+            if not value.is_integer():
+                raise ValueError(f"expected an integer, got {value!r}")
+            return int(value)
+        return conv(value)
+
+    convert.__name__ = conv.__name__
+    return convert
+
+
+_int = _number_type(int)
+_float = _number_type(float)
+
+
+def _str(value: Any) -> str:
+    if isinstance(value, (list, dict)):
+        raise ValueError(f"expected a string, got {value!r}")
+    return str(value)
+
+
+def _float_or_floats(value: Any):
+    """One number or a list of numbers (color_jitter)."""
+    if isinstance(value, (list, tuple)):
+        return [_float(v) for v in value]
+    return _float(value)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One configuration key.
+
+    ``type`` converts one value (from YAML or a command-line string); ``nargs='+'`` makes it a list; ``optional``
+    allows None (``none``/``null``); ``kinds`` are the scripts whose command line takes it; ``choices`` are checked
+    after conversion; ``aliases`` are other accepted names (mindcv spellings).
+    """
+
+    name: str
+    type: Callable[[Any], Any]
+    default: Any
+    help: str
+    kinds: frozenset = frozenset(_ALL)
+    group: str = "system"
+    choices: tuple | None = None
+    nargs: str | None = None
+    optional: bool = False
+    aliases: tuple[str, ...] = ()
+    positional: bool = False
+
+    def convert(self, value: Any, where: str) -> Any:
+        """Check and convert a value; a bad one is a ConfigError saying where it came from."""
+        if self.optional and _is_none(value):
+            return None
+        try:
+            if self.nargs:
+                items = value if isinstance(value, (list, tuple)) else [value]
+                converted = [self.type(v) for v in items]
+            else:
+                if isinstance(value, (list, tuple)) and self.type is not _float_or_floats:
+                    raise ValueError(f"expected one value, got a list {list(value)!r}")
+                converted = self.type(value)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"{where}: bad value for '{self.name}': {err}") from None
+        if self.choices is not None:
+            values = converted if self.nargs else [converted]
+            bad = [v for v in values if v not in self.choices]
+            if bad:
+                shown = ", ".join(str(c) for c in self.choices)
+                raise ConfigError(f"{where}: '{self.name}' must be one of {shown}, not {bad[0]!r}")
+        return converted
+
+
+def _opt(name, type_, default, help_, kinds=_ALL, group="system", **kw) -> Option:
+    return Option(name, type_, default, help_, frozenset(kinds), group, **kw)
+
+
+SCHEDULERS = ("constant", "cosine_decay", "warmup_cosine_decay", "step_decay", "multi_step_decay",
+              "exponential_decay", "polynomial_decay")
+OPTIMIZERS = ("momentum", "sgd", "adamw", "adam", "rmsprop")
+AMP_LEVELS = ("O0", "O1", "O2", "O3")
+DEMO_MODEL = "mobilenet_v2_035"
+
+# fmt: off
+OPTIONS: tuple[Option, ...] = (
+    # system
+    _opt("mode", _int, 0, "0: graph mode (compiled), 1: PyNative (eager)", choices=(0, 1)),
+    _opt("device_target", _str, "auto", "CPU, GPU, Ascend, or auto (MindSpore's default for this install)",
+         choices=("auto", "CPU", "GPU", "Ascend")),
+    _opt("distribute", str2bool, False, "data parallel over the ranks started by msrun/mpirun", _TV),
+    _opt("seed", _int, 42, "seed of python, numpy, MindSpore and the data shuffle", _TV),
+    _opt("log_interval", _int, 15, "print a step line every N steps (0: epoch lines only)", _T),
+    _opt("val_while_train", str2bool, True, "validate on val_split after every val_interval epochs", _T),
+    _opt("val_interval", _int, 1, "epochs between validations while training", _T),
+    _opt("dataset_sink_mode", str2bool, False,
+         "accepted for mindcv recipes; steps are always driven from Python (no sink)", _T),
+    # dataset
+    _opt("dataset", _str, "cifar10_demo", "imagenet, folder, cifar10 or cifar10_demo (packaged, no download)",
+         group="dataset", choices=("imagenet", "folder", "cifar10", "cifar10_demo")),
+    _opt("data_dir", _str, "", "data set folder ('' for cifar10_demo)", _TV, "dataset"),
+    _opt("train_split", _str, "train", "training split name", _T, "dataset"),
+    _opt("val_split", _str, "val", "validation split name (CIFAR-10: the test batch)", _TV, "dataset"),
+    _opt("dataset_download", str2bool, False, "download the data set when missing (cifar10 only)", _TV, "dataset"),
+    _opt("num_parallel_workers", _int, 2, "data workers per process", _TV, "dataset"),
+    _opt("shuffle", str2bool, True, "shuffle the training data each epoch (seeded)", _T, "dataset"),
+    _opt("num_samples", _int, None, "use only this many samples per split and shard (None: all)", _TV, "dataset",
+         optional=True),
+    _opt("batch_size", _int, 64, "images per step and device (global batch: batch_size x ranks)", _TV, "dataset"),
+    _opt("drop_remainder", str2bool, True, "drop the last partial training batch", _T, "dataset"),
+    # augmentation
+    _opt("image_resize", _int, 64, "input resolution (training crop and evaluation crop)", group="augmentation"),
+    _opt("scale", _float, [0.08, 1.0], "RandomResizedCrop area range", _T, "augmentation", nargs="+"),
+    _opt("ratio", _float, [0.75, 1.333], "RandomResizedCrop aspect range", _T, "augmentation", nargs="+"),
+    _opt("hflip", _float, 0.5, "horizontal flip probability", _T, "augmentation"),
+    _opt("vflip", _float, 0.0, "vertical flip probability", _T, "augmentation"),
+    _opt("color_jitter", _float_or_floats, None, "colour jitter strength (one number or 3/4)", _T, "augmentation",
+         optional=True),
+    _opt("auto_augment", _str, None, "e.g. randaug-m9-mstd0.5, autoaug, trivialaugwide", _T, "augmentation",
+         optional=True),
+    _opt("re_prob", _float, 0.0, "random erasing probability", _T, "augmentation"),
+    _opt("re_scale", _float, [0.02, 0.33], "random erasing area range", _T, "augmentation", nargs="+"),
+    _opt("re_ratio", _float, [0.3, 3.3], "random erasing aspect range", _T, "augmentation", nargs="+"),
+    _opt("re_value", _int, 0, "random erasing fill value", _T, "augmentation"),
+    _opt("re_max_attempts", _int, 10, "random erasing attempts", _T, "augmentation"),
+    _opt("mixup", _float, 0.0, "mixup Beta alpha (0: off)", _T, "augmentation"),
+    _opt("cutmix", _float, 0.0, "cutmix Beta alpha (0: off)", _T, "augmentation"),
+    _opt("cutmix_prob", _float, 1.0, "probability that a batch is mixed", _T, "augmentation"),
+    _opt("crop_pct", _float, None, "evaluation center-crop fraction (None: the model's default)",
+         group="augmentation", optional=True),
+    _opt("interpolation", _str, "bilinear", "resize interpolation", group="augmentation",
+         choices=("bilinear", "bicubic", "nearest", "area")),
+    _opt("mean", _float, None, "normalisation mean on the 0-255 scale (None: the data set's)", group="augmentation",
+         nargs="+", optional=True),
+    _opt("std", _float, None, "normalisation std on the 0-255 scale (None: the data set's)", group="augmentation",
+         nargs="+", optional=True),
+    # model
+    _opt("model", _str, DEMO_MODEL, "model name (python -m mindcv_mobilenet.summary lists them)", group="model"),
+    _opt("num_classes", _int, None, "classes (None: from the data set)", group="model", optional=True),
+    _opt("in_channels", _int, 3, "input channels", group="model"),
+    _opt("drop_rate", _float, None, "classifier dropout (None: the model's default)", _T, "model", optional=True),
+    _opt("pretrained", str2bool, False, "start from the published ImageNet weights", group="model"),
+    _opt("ckpt_path", _str, "", "initialise the weights from this checkpoint (weights only)", group="model"),
+    _opt("ema", str2bool, False, "train: keep an EMA of the weights; validate/infer: use the EMA weights",
+         group="model"),
+    _opt("ema_decay", _float, 0.9999, "EMA decay", _T, "model"),
+    _opt("amp_level", _str, "O0", "mixed precision: O0 fp32, O1 white-list fp16, O2 all but black-list, O3 all fp16",
+         group="model", choices=AMP_LEVELS),
+    # checkpoints
+    _opt("resume", _str, "", "resume training from this checkpoint (weights, optimizer, epoch, LR, loss scale, EMA)",
+         _T, "checkpoint"),
+    _opt("ckpt_save_dir", _str, "./ckpt", "run folder: checkpoints, config.yaml, metrics.jsonl", _T, "checkpoint"),
+    _opt("ckpt_save_interval", _int, 1, "save a checkpoint every N epochs", _T, "checkpoint"),
+    _opt("keep_checkpoint_max", _int, 10, "keep the last N periodic checkpoints (the best one is kept too)", _T,
+         "checkpoint"),
+    _opt("ckpt_save_policy", _str, "latest_k", "accepted for mindcv recipes: the last N plus the best are kept", _T,
+         "checkpoint", choices=("latest_k", "top_k")),
+    # training
+    _opt("epoch_size", _int, 8, "epochs to train", _T, "training"),
+    _opt("loss", _str, "CE", "CE: cross-entropy (soft targets with mixup/cutmix)", _T, "training", choices=("CE",)),
+    _opt("label_smoothing", _float, 0.1, "label smoothing", _T, "training"),
+    _opt("opt", _str, "adamw", "optimizer", _T, "training", choices=OPTIMIZERS),
+    _opt("momentum", _float, 0.9, "momentum (momentum, sgd, rmsprop)", _T, "training"),
+    _opt("use_nesterov", str2bool, False, "Nesterov momentum (momentum, sgd)", _T, "training",
+         aliases=("nesterov",)),
+    _opt("weight_decay", _float, 0.02, "weight decay", _T, "training"),
+    _opt("filter_bias_and_bn", str2bool, True, "no weight decay on biases and BatchNorm", _T, "training"),
+    _opt("weight_decay_filter", _str, None, "mindcv: 'auto'/'norm_and_bias' (= filter_bias_and_bn True), 'disable'",
+         _T, "training", optional=True, choices=("auto", "norm_and_bias", "disable")),
+    _opt("eps", _float, 1e-8, "optimizer epsilon (adamw, rmsprop; rmsprop adds it inside the sqrt, as TF)", _T,
+         "training"),
+    _opt("loss_scale", _float, 1.0, "loss scale (initial value when dynamic)", _T, "training"),
+    _opt("dynamic_loss_scale", str2bool, False, "halve the scale on non-finite gradients, double it after "
+         "loss_scale_window good steps", _T, "training"),
+    _opt("loss_scale_window", _int, 1000, "good steps before a dynamic loss scale doubles", _T, "training"),
+    _opt("clip_grad", str2bool, False, "clip gradients by global norm", _T, "training"),
+    _opt("clip_value", _float, 15.0, "global norm for clip_grad", _T, "training"),
+    # scheduler
+    _opt("scheduler", _str, "cosine_decay", "learning-rate schedule (after linear warmup)", _T, "scheduler",
+         choices=SCHEDULERS),
+    _opt("lr", _float, 0.003, "peak learning rate (of the global batch)", _T, "scheduler"),
+    _opt("min_lr", _float, 0.0, "final learning rate of cosine_decay", _T, "scheduler"),
+    _opt("warmup_epochs", _float, 1, "linear warmup epochs", _T, "scheduler"),
+    _opt("warmup_factor", _float, 0.0, "warmup starts at lr x warmup_factor", _T, "scheduler"),
+    _opt("decay_epochs", _int, None, "cosine: epochs to reach min_lr (None: all after warmup); step_decay: period",
+         _T, "scheduler", optional=True),
+    _opt("decay_rate", _float, 0.9, "step/multi-step/exponential factor; polynomial power", _T, "scheduler"),
+    _opt("multi_step_decay_milestones", _int, [30, 60, 90], "epochs where multi_step_decay multiplies by decay_rate",
+         _T, "scheduler", nargs="+"),
+    _opt("lr_epoch_stair", str2bool, False, "change the LR once per epoch instead of every step", _T, "scheduler"),
+    _opt("num_cycles", _int, 1, "cosine cycles", _T, "scheduler"),
+    _opt("cycle_decay", _float, 1.0, "peak LR factor of each further cosine cycle", _T, "scheduler"),
+)
+# fmt: on
+
+OPTIONS_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
+
+
+class Config(argparse.Namespace):
+    """The resolved configuration: attribute access (``cfg.lr``) plus :meth:`to_dict`, :meth:`save`, ``str()``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+    def __str__(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None).rstrip()
+
+    def save(self, path: str) -> str:
+        """Write the config as YAML (atomically); it loads back with ``-c``."""
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            f.write("# resolved configuration of this run; rerun with: -c " + os.path.basename(path) + "\n")
+            yaml.safe_dump({k: v for k, v in self.to_dict().items() if k != "config"}, f, sort_keys=False,
+                           default_flow_style=None)
+        return path
+
+
+def options_for(kind: str, extra: Sequence[Option] = ()) -> list[Option]:
+    """The options whose command-line flags ``kind`` takes, plus ``extra`` (script-specific ones)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+    return [o for o in OPTIONS if kind in o.kinds] + list(extra)
+
+
+def _suggest(name: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.5)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _alias_map(options: Sequence[Option]) -> dict[str, str]:
+    names = {o.name: o.name for o in options}
+    names.update({a: o.name for o in options for a in o.aliases})
+    return names
+
+
+def load_yaml(path: str, options: Sequence[Option] | None = None) -> dict[str, Any]:
+    """Read a recipe, checking every key (unknown: ConfigError with the nearest key) and converting its value."""
+    options = list(OPTIONS) if options is None else list(options)
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file {path} not found")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold 'key: value' lines, not a {type(data).__name__}")
+    names = _alias_map(options)
+    by_name = {o.name: o for o in options}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in names:
+            raise ConfigError(f"config file {path}: unknown key '{key}'{_suggest(str(key), list(names))}")
+        option = by_name[names[key]]
+        values[option.name] = option.convert(value, f"config file {path}")
+    return values
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises ConfigError (one line, nearest flag) instead of printing usage and exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(message)
+
+
+def _add_argument(parser: argparse.ArgumentParser, option: Option) -> None:
+    """Flags keep the raw strings; :func:`parse_args` converts them with the option (lists included)."""
+    kwargs: dict[str, Any] = {"help": f"{option.help} (default: {option.default})"}
+    if option.positional:
+        parser.add_argument(option.name, nargs=option.nargs or None, **kwargs)
+        return
+    flags = [f"--{option.name}"] + [f"--{a}" for a in option.aliases]
+    if option.nargs:
+        kwargs["nargs"] = option.nargs
+    elif option.type is str2bool:
+        kwargs.update(nargs="?", const=True)
+    parser.add_argument(*flags, dest=option.name, default=argparse.SUPPRESS, metavar=option.name.upper(), **kwargs)
+
+
+def build_parser(kind: str, extra: Sequence[Option] = (), description: str | None = None) -> argparse.ArgumentParser:
+    """The command-line parser of ``kind`` (values not given are absent, so YAML values are not overridden)."""
+    parser = _Parser(prog=f"{kind}.py", description=description or f"MobileNet {kind} (mindcv-compatible config)",
+                     allow_abbrev=False, argument_default=argparse.SUPPRESS)
+    parser.add_argument("-c", "--config", type=str, default="", help="YAML recipe (e.g. configs/mobilenetv2/...)")
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for option in options_for(kind, extra):
+        group = groups.setdefault(option.group, parser.add_argument_group(option.group))
+        _add_argument(group, option)
+    return parser
+
+
+def _unknown_flag_error(unknown: list[str], options: Sequence[Option]) -> ConfigError:
+    flag = next((u for u in unknown if u.startswith("-")), unknown[0])
+    name = flag.lstrip("-").split("=", 1)[0]
+    names = list(_alias_map(options))
+    if name in _alias_map(OPTIONS):
+        return ConfigError(f"option --{name} is not used by this script")
+    return ConfigError(f"unknown option {flag}{_suggest(name, names)}")
+
+
+def parse_args(kind: str = "train", argv: Sequence[str] | None = None, extra: Sequence[Option] = (),
+               description: str | None = None) -> Config:
+    """Resolve the config of ``kind`` ('train' | 'validate' | 'infer'): defaults < ``-c`` YAML < command line.
+
+    ``extra`` adds script-specific options (``infer.py``'s image paths, say). The result holds every key the script
+    uses (keys of other scripts found in the YAML file are checked, then dropped), plus ``config`` (the YAML path).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    options = options_for(kind, extra)
+    all_options = list(OPTIONS) + list(extra)
+    parser = build_parser(kind, extra, description)
+    if any(a in ("-h", "--help") for a in argv):
+        parser.print_help()
+        raise SystemExit(0)
+    given, unknown = parser.parse_known_args(argv)
+    if unknown:
+        raise _unknown_flag_error(unknown, options)
+    given = vars(given)
+    config_path = given.pop("config", "") or ""
+    by_name = {o.name: o for o in options}
+    given = {k: by_name[k].convert(v, "command line") for k, v in given.items()}
+
+    values = {o.name: _copy(o.default) for o in options}
+    if config_path:
+        file_values = load_yaml(config_path, all_options)
+        values.update({k: v for k, v in file_values.items() if k in values})
+    values.update(given)
+    cfg = Config(config=config_path, **values)
+    _check(cfg, kind)
+    return cfg
+
+
+def _copy(value: Any) -> Any:
+    return list(value) if isinstance(value, list) else value
+
+
+def _check(cfg: Config, kind: str) -> None:
+    """Cross-key checks and mindcv spellings folded into one meaning."""
+    for key in ("batch_size", "image_resize", "in_channels"):
+        if key in cfg and getattr(cfg, key) <= 0:
+            raise ConfigError(f"{key} must be positive, not {getattr(cfg, key)}")
+    if getattr(cfg, "num_classes", None) is not None and cfg.num_classes <= 0:
+        raise ConfigError(f"num_classes must be positive, not {cfg.num_classes}")
+    if kind != "train":
+        return
+    if cfg.weight_decay_filter is not None:
+        cfg.filter_bias_and_bn = cfg.weight_decay_filter != "disable"
+    for key in ("epoch_size", "ckpt_save_interval", "keep_checkpoint_max", "val_interval", "loss_scale_window"):
+        if getattr(cfg, key) <= 0:
+            raise ConfigError(f"{key} must be positive, not {getattr(cfg, key)}")
+    if cfg.lr < 0 or cfg.min_lr < 0 or cfg.warmup_epochs < 0:
+        raise ConfigError("lr, min_lr and warmup_epochs must not be negative")
+    if cfg.loss_scale <= 0:
+        raise ConfigError(f"loss_scale must be positive, not {cfg.loss_scale}")
+    if not 0.0 <= cfg.label_smoothing < 1.0:
+        raise ConfigError(f"label_smoothing must be in [0, 1), not {cfg.label_smoothing}")
+    if cfg.resume and cfg.ckpt_path:
+        raise ConfigError("give either --resume (continue a run) or --ckpt_path (initial weights), not both")

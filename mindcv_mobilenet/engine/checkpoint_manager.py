@@ -1,0 +1,140 @@
+"""Training checkpoints: what goes in them, which are kept, and how a run resumes from one.
+
+A checkpoint holds the model's own parameters under their names (``validate.py``/``infer.py`` load it with
+``load_model_weights``), the EMA copies as ``ema.<name>``, and everything else under ``train_state.``: optimizer
+slots and ``global_step`` (``train_state.opt.<name>``), the loss scale, the epoch, the global step, the steps per
+epoch and the best Top-1 so far. Resuming reads all of it from the file's contents, never from its name.
+
+Files: ``<model>-<epoch>_<step>.ckpt`` every ``ckpt_save_interval`` epochs (the last ``keep_checkpoint_max`` kept),
+``<model>_best.ckpt`` (highest validation Top-1, never pruned). All writes are atomic.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+
+import numpy as np
+from mindspore import Parameter, Tensor, nn
+
+from ..utils.checkpoint import load_model_weights, read_checkpoint, save_checkpoint
+from ..utils.errors import CheckpointError
+from .ema import EMA, EMA_PREFIX
+
+_logger = logging.getLogger("mindcv_mobilenet")
+
+STATE_PREFIX = "train_state."
+OPT_PREFIX = STATE_PREFIX + "opt."
+
+
+@dataclass
+class TrainState:
+    """Where a run stands: completed epochs, optimizer steps taken, and the best validation Top-1 so far."""
+
+    epoch: int = 0
+    global_step: int = 0
+    best_top1: float = -1.0
+
+
+def optimizer_state(optimizer: nn.Optimizer, model: nn.Cell) -> dict[str, Parameter]:
+    """The optimizer's own parameters (moments, ``global_step``, ...), i.e. all but the model's weights."""
+    model_names = {p.name for p in model.get_parameters()}
+    return {p.name: p for p in optimizer.get_parameters() if p.name not in model_names}
+
+
+def training_checkpoint(model: nn.Cell, optimizer: nn.Optimizer, extra_state: dict[str, Parameter],
+                        ema: EMA | None, state: TrainState, steps_per_epoch: int) -> dict:
+    """name -> tensor/array of everything a resume needs (see the module docstring)."""
+    entries: dict = {p.name: p for p in model.get_parameters()}
+    if ema is not None:
+        entries.update(ema.state())
+    entries.update({OPT_PREFIX + k: v for k, v in optimizer_state(optimizer, model).items()})
+    entries.update({STATE_PREFIX + k: v for k, v in extra_state.items()})
+    entries[STATE_PREFIX + "epoch"] = np.array(state.epoch, np.int64)
+    entries[STATE_PREFIX + "global_step"] = np.array(state.global_step, np.int64)
+    entries[STATE_PREFIX + "best_top1"] = np.array(state.best_top1, np.float64)
+    entries[STATE_PREFIX + "steps_per_epoch"] = np.array(steps_per_epoch, np.int64)
+    return entries
+
+
+def _value(entry) -> np.ndarray:
+    return entry.asnumpy() if hasattr(entry, "asnumpy") else np.asarray(entry)
+
+
+def _set(param: Parameter, value: np.ndarray, source: str) -> None:
+    if tuple(value.shape) != tuple(param.shape):
+        raise CheckpointError(f"{source}: {param.name} has shape {tuple(value.shape)}, the run {tuple(param.shape)}")
+    param.set_data(Tensor(value, param.dtype))
+
+
+def restore_training_checkpoint(path: str, model: nn.Cell, optimizer: nn.Optimizer, extra_state: dict[str, Parameter],
+                                ema: EMA | None, steps_per_epoch: int) -> TrainState:
+    """Load weights, optimizer, loss scale and EMA from ``path`` and return the run state stored in it."""
+    params = read_checkpoint(path)
+    if STATE_PREFIX + "epoch" not in params:
+        raise CheckpointError(f"{path} is not a training checkpoint (no train_state entries): use --ckpt_path to start "
+                              "from its weights instead of --resume")
+    saved_steps = int(_value(params[STATE_PREFIX + "steps_per_epoch"]))
+    if saved_steps != steps_per_epoch:
+        raise CheckpointError(f"{path} was written with {saved_steps} steps per epoch, this run has {steps_per_epoch}: "
+                              "resume with the same data, batch_size and number of ranks")
+    skipped = load_model_weights(model, {k: v for k, v in params.items() if not k.startswith(EMA_PREFIX)})
+    if skipped:
+        raise CheckpointError(f"{path}: its classifier has another number of classes than the run; cannot resume")
+    for name, param in optimizer_state(optimizer, model).items():
+        key = OPT_PREFIX + name
+        if key not in params:
+            raise CheckpointError(f"{path} has no optimizer state '{name}': was it written with another optimizer "
+                                  "(opt) than this run?")
+        _set(param, _value(params[key]), path)
+    for name, param in extra_state.items():
+        if STATE_PREFIX + name in params:
+            _set(param, _value(params[STATE_PREFIX + name]), path)
+    if ema is not None:
+        if any(k.startswith(EMA_PREFIX) for k in params):
+            ema.load_state(params)
+        else:
+            _logger.warning("%s has no EMA weights: the EMA starts from the restored weights", path)
+            for w, e in zip(ema.weights, ema.ema_weights, strict=True):
+                e.set_data(Tensor(w.asnumpy(), e.dtype))
+    return TrainState(epoch=int(_value(params[STATE_PREFIX + "epoch"])),
+                      global_step=int(_value(params[STATE_PREFIX + "global_step"])),
+                      best_top1=float(_value(params[STATE_PREFIX + "best_top1"])))
+
+
+class CheckpointManager:
+    """Writes periodic checkpoints (keeping the last ``keep_max``) and the best one; inert on ranks other than 0."""
+
+    def __init__(self, save_dir: str, prefix: str, keep_max: int, enabled: bool = True) -> None:
+        self.save_dir = save_dir
+        self.prefix = prefix
+        self.keep_max = keep_max
+        self.enabled = enabled
+        self.best_path = os.path.join(save_dir, f"{prefix}_best.ckpt")
+        self.last_path: str | None = None
+        pattern = re.compile(re.escape(prefix) + r"-\d+_\d+\.ckpt$")
+        existing = [os.path.join(save_dir, f) for f in os.listdir(save_dir)] if os.path.isdir(save_dir) else []
+        # files of an earlier part of this run (resume): oldest first, so they are pruned first
+        self.saved = sorted((p for p in existing if pattern.match(os.path.basename(p))), key=os.path.getmtime)
+
+    def save(self, entries: dict, epoch: int, step: int) -> str | None:
+        """Write ``<prefix>-<epoch>_<step>.ckpt`` and delete the oldest beyond ``keep_max``."""
+        if not self.enabled:
+            return None
+        path = os.path.join(self.save_dir, f"{self.prefix}-{epoch}_{step}.ckpt")
+        save_checkpoint(entries, path)
+        self.saved = [p for p in self.saved if p != path] + [path]
+        while len(self.saved) > self.keep_max:
+            old = self.saved.pop(0)
+            if os.path.exists(old):
+                os.remove(old)
+        self.last_path = path
+        return path
+
+    def save_best(self, entries: dict) -> str | None:
+        if not self.enabled:
+            return None
+        save_checkpoint(entries, self.best_path)
+        return self.best_path

@@ -1,0 +1,309 @@
+"""The training loop behind ``train.py``: data, model, optimizer, steps, validation, checkpoints, resume.
+
+The loop is driven from Python, one compiled :class:`TrainStep` call per batch (graph mode) or eager (PyNative).
+Each epoch's data order depends only on ``seed + epoch``, so a resumed run sees the batches an uninterrupted run
+would have seen. (Dropout masks are not reproduced: MindSpore does not expose its kernels' random state.)
+
+``MINDCV_MOBILENET_DEBUG_DIR`` (for tests): every rank writes the digest and labels of each batch it trained on to
+``samples_rank<r>.jsonl`` and its final weights to ``weights_rank<r>.npz`` there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Iterator
+
+import mindspore as ms
+import numpy as np
+from mindspore import nn
+
+from ..config import Config
+from ..data import create_dataset, create_loader, create_transforms
+from ..models import create_model, get_model_config
+from ..utils.errors import UserError
+from .amp import apply_amp
+from .checkpoint_manager import CheckpointManager, TrainState, restore_training_checkpoint, training_checkpoint
+from .distributed import DistInfo, Reducer, init_distributed
+from .ema import EMA
+from .loss import create_loss
+from .metrics import AverageMeter, RunLog, evaluate, format_seconds
+from .optim import create_optimizer
+from .scheduler import create_scheduler
+from .train_step import TrainStep
+
+_logger = logging.getLogger("mindcv_mobilenet")
+DEBUG_ENV = "MINDCV_MOBILENET_DEBUG_DIR"
+
+
+class TrainingError(UserError):
+    """Training cannot go on (a non-finite loss); the message says where it stopped and what was kept."""
+
+
+def setup_context(cfg: Config) -> None:
+    """Execution mode, device and seeds."""
+    ms.set_context(mode=ms.GRAPH_MODE if cfg.mode == 0 else ms.PYNATIVE_MODE)
+    if cfg.device_target != "auto":
+        ms.set_device(cfg.device_target)
+    seed_everything(cfg.seed)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    ms.set_seed(seed)
+    ms.dataset.config.set_seed(seed)
+
+
+def _transform_options(cfg: Config, training: bool) -> dict:
+    """Recipe augmentation keys for ``create_transforms``; unset ones keep the data set's defaults."""
+    opts: dict = {"interpolation": cfg.interpolation}
+    if training:
+        opts.update(scale=tuple(cfg.scale), ratio=tuple(cfg.ratio), hflip=cfg.hflip, vflip=cfg.vflip,
+                    color_jitter=cfg.color_jitter, re_prob=cfg.re_prob, re_scale=tuple(cfg.re_scale),
+                    re_ratio=tuple(cfg.re_ratio), re_value=cfg.re_value, re_max_attempts=cfg.re_max_attempts)
+    elif cfg.crop_pct is not None:
+        opts["crop_pct"] = cfg.crop_pct
+    elif cfg.dataset in ("imagenet", "folder"):
+        opts["crop_pct"] = get_model_config(cfg.model).crop_pct
+    if cfg.mean is not None:
+        opts["mean"] = tuple(cfg.mean)
+    if cfg.std is not None:
+        opts["std"] = tuple(cfg.std)
+    return opts
+
+
+def build_loader(cfg: Config, split: str, training: bool, info: DistInfo, num_classes: int | None = None):
+    """The batched pipeline of ``split`` for this rank (its shard), from the recipe's data and augmentation keys."""
+    sharded = info.distributed
+    dataset = create_dataset(
+        cfg.dataset, root=cfg.data_dir or None, split=split, shuffle=cfg.shuffle and training,
+        num_samples=cfg.num_samples, num_parallel_workers=cfg.num_parallel_workers,
+        num_shards=info.size if sharded else None, shard_id=info.rank if sharded else None,
+        download=cfg.dataset_download,
+    )
+    num_classes = num_classes or dataset.num_classes
+    transform = create_transforms(cfg.dataset, image_resize=cfg.image_resize, is_training=training,
+                                  auto_augment=cfg.auto_augment if training else None,
+                                  **_transform_options(cfg, training))
+    loader = create_loader(
+        dataset, batch_size=cfg.batch_size, drop_remainder=training and cfg.drop_remainder, is_training=training,
+        mixup=cfg.mixup if training else 0.0, cutmix=cfg.cutmix if training else 0.0,
+        cutmix_prob=cfg.cutmix_prob, num_classes=num_classes, transform=transform,
+        num_parallel_workers=cfg.num_parallel_workers, label_smoothing=cfg.label_smoothing,
+    )
+    loader.num_classes = dataset.num_classes
+    return loader
+
+
+def loader_steps(loader) -> int:
+    return int(getattr(loader, "dataset_size", None) or loader.get_dataset_size())
+
+
+def iterate(loader) -> Iterator:
+    """One pass over a loader as (image, label) tensors."""
+    yield from loader.create_tuple_iterator(num_epochs=1, output_numpy=False)
+
+
+def _setup_logging(run_dir: str | None, is_main: bool) -> list[logging.Handler]:
+    _logger.setLevel(logging.INFO if is_main else logging.WARNING)
+    handlers: list[logging.Handler] = []
+    if not any(isinstance(h, logging.StreamHandler) and getattr(h, "_mcv_train", False) for h in _logger.handlers):
+        stream = logging.StreamHandler(sys.stdout)
+        stream._mcv_train = True  # type: ignore[attr-defined]
+        handlers.append(stream)
+    if run_dir and is_main:
+        handlers.append(logging.FileHandler(os.path.join(run_dir, "train.log"), encoding="utf-8"))
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        _logger.addHandler(handler)
+    _logger.propagate = False
+    return handlers
+
+
+class _DebugDump:
+    """Per-rank record of the batches seen and the final weights (see the module docstring)."""
+
+    def __init__(self, rank: int) -> None:
+        self.folder = os.environ.get(DEBUG_ENV)
+        self.rank = rank
+        if self.folder:
+            os.makedirs(self.folder, exist_ok=True)
+            self.samples = os.path.join(self.folder, f"samples_rank{rank}.jsonl")
+
+    def batch(self, epoch: int, step: int, images, labels, loss: float) -> None:
+        if not self.folder:
+            return
+        image_np, label_np = images.asnumpy(), labels.asnumpy()
+        record = {"epoch": epoch, "step": step, "loss": loss, "labels": label_np.reshape(len(label_np), -1)
+                  .argmax(-1).tolist() if label_np.ndim > 1 else label_np.tolist(),
+                  "digest": hashlib.sha1(image_np.tobytes()).hexdigest()}
+        with open(self.samples, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def weights(self, model: nn.Cell) -> None:
+        if self.folder:
+            np.savez(os.path.join(self.folder, f"weights_rank{self.rank}.npz"),
+                     **{p.name: p.asnumpy() for p in model.get_parameters()})
+
+
+def train(cfg: Config) -> dict:
+    """Train as ``cfg`` says; return a summary (best/last Top-1, checkpoint paths, per-step losses)."""
+    setup_context(cfg)
+    info = init_distributed(cfg.distribute)
+    run_dir = cfg.ckpt_save_dir
+    if info.is_main:
+        os.makedirs(run_dir, exist_ok=True)
+    handlers = _setup_logging(run_dir, info.is_main)
+    try:
+        return _train(cfg, info, run_dir)
+    finally:
+        for handler in handlers:
+            _logger.removeHandler(handler)
+            handler.close()
+
+
+def _train(cfg: Config, info: DistInfo, run_dir: str) -> dict:
+    log = RunLog(os.path.join(run_dir, "metrics.jsonl"), info.is_main)
+    if info.is_main:
+        cfg.save(os.path.join(run_dir, "config.yaml"))
+        _logger.info("config:\n%s", cfg)
+
+    reducer = Reducer(info)
+    seed_everything(cfg.seed)
+    train_loader = build_loader(cfg, cfg.train_split, True, info, cfg.num_classes)
+    num_classes = cfg.num_classes or train_loader.num_classes
+    steps_per_epoch = loader_steps(train_loader)
+    if steps_per_epoch == 0:
+        raise UserError(f"no full batch of {cfg.batch_size} in the training data: lower batch_size")
+    val_loader = build_loader(cfg, cfg.val_split, False, info, num_classes) if cfg.val_while_train else None
+
+    model = create_model(cfg.model, num_classes=num_classes, pretrained=cfg.pretrained, in_channels=cfg.in_channels,
+                         checkpoint_path=cfg.ckpt_path or None, drop_rate=cfg.drop_rate)
+    network = apply_amp(model, cfg.amp_level)
+    loss_fn = create_loss(cfg.loss, cfg.label_smoothing)
+    lrs = create_scheduler(steps_per_epoch, cfg.scheduler, cfg.lr, cfg.min_lr, cfg.warmup_epochs, cfg.warmup_factor,
+                           cfg.decay_epochs, cfg.decay_rate, cfg.multi_step_decay_milestones, cfg.epoch_size,
+                           cfg.lr_epoch_stair, cfg.num_cycles, cfg.cycle_decay)
+    optimizer = create_optimizer(model.trainable_params(), cfg.opt, lrs, cfg.weight_decay, cfg.momentum,
+                                 cfg.use_nesterov, cfg.filter_bias_and_bn, cfg.eps)
+    ema = EMA(model, cfg.ema_decay) if cfg.ema else None
+    step_cell = TrainStep(nn.WithLossCell(network, loss_fn), optimizer, cfg.loss_scale, cfg.dynamic_loss_scale,
+                          cfg.loss_scale_window, cfg.clip_grad, cfg.clip_value, ema)
+    step_cell.set_train(True)
+
+    state = TrainState()
+    if cfg.resume:
+        state = restore_training_checkpoint(cfg.resume, model, optimizer, step_cell.state() | _ema_counter(ema), ema,
+                                            steps_per_epoch)
+        _logger.info("resumed from %s: %d epochs and %d steps done", cfg.resume, state.epoch, state.global_step)
+    manager = CheckpointManager(run_dir, cfg.model, cfg.keep_checkpoint_max, enabled=info.is_main)
+    debug = _DebugDump(info.rank)
+
+    global_batch = cfg.batch_size * info.size
+    _logger.info("%s: %d classes, %d steps/epoch, global batch %d (%d x %d ranks), %s mode, amp %s, %s", cfg.model,
+                 num_classes, steps_per_epoch, global_batch, cfg.batch_size, info.size,
+                 "graph" if cfg.mode == 0 else "PyNative", cfg.amp_level, cfg.opt)
+
+    step_losses: list[float] = []
+    last_val: dict | None = None
+    for epoch in range(state.epoch, cfg.epoch_size):
+        seed_everything(cfg.seed + epoch)  # the epoch's shuffle and augmentation depend on the epoch only
+        loader = build_loader(cfg, cfg.train_split, True, info, num_classes)
+        meter, skipped = AverageMeter(), 0
+        start = time.time()
+        first_step_end = None
+        for i, (images, labels) in enumerate(iterate(loader)):
+            loss, finite, scale = step_cell(images, labels)
+            loss_value = float(loss.asnumpy())
+            if not math.isfinite(loss_value):
+                raise TrainingError(_non_finite_message(loss_value, epoch, i, manager))
+            if bool(finite.asnumpy()):
+                state.global_step += 1
+            else:
+                skipped += 1
+            step_losses.append(loss_value)
+            meter.update(loss_value, len(labels))
+            debug.batch(epoch, i, images, labels, loss_value)
+            if first_step_end is None:
+                first_step_end = time.time()
+            if cfg.log_interval and (i + 1) % cfg.log_interval == 0 and i + 1 < steps_per_epoch:
+                rate = i * global_batch / max(time.time() - first_step_end, 1e-9) if i else 0.0
+                log.step(epoch + 1, cfg.epoch_size, i + 1, steps_per_epoch, meter.mean,
+                         _lr_at(lrs, state.global_step), rate, float(scale.asnumpy()) if cfg.dynamic_loss_scale
+                         else None)
+        steps_done = i + 1
+        train_time = time.time() - start
+        steady = (time.time() - first_step_end) / (steps_done - 1) if steps_done > 1 else train_time
+        loss_sum, loss_count = reducer.sum([meter.total, meter.count])
+        reducer.average_batchnorm(model)
+        state.epoch = epoch + 1
+
+        record = {"epoch": epoch + 1, "epochs": cfg.epoch_size, "train_loss": loss_sum / max(loss_count, 1),
+                  "lr": _lr_at(lrs, max(state.global_step - 1, 0)), "images_per_s": global_batch / steady,
+                  "global_step": state.global_step, "skipped_steps": skipped}
+        validate_now = val_loader is not None and (state.epoch % cfg.val_interval == 0
+                                                   or state.epoch == cfg.epoch_size)
+        eval_time = 0.0
+        if validate_now:
+            eval_start = time.time()
+            if ema is not None:
+                with ema.swapped_in():
+                    last_val = evaluate(network, iterate(val_loader), reducer)
+            else:
+                last_val = evaluate(network, iterate(val_loader), reducer)
+            eval_time = time.time() - eval_start
+            record.update(val_top1=last_val["top1"], val_top5=last_val["top5"], val_loss=last_val["loss"],
+                          val_images=last_val["count"])
+        improved = validate_now and last_val["top1"] > state.best_top1
+        if improved:
+            state.best_top1 = last_val["top1"]
+        epoch_time = time.time() - start
+        remaining = cfg.epoch_size - state.epoch
+        record.update(epoch_time=epoch_time, eta=remaining * (steady * steps_per_epoch + eval_time),
+                      best_top1=state.best_top1 if state.best_top1 >= 0 else None)
+
+        save_now = state.epoch % cfg.ckpt_save_interval == 0 or state.epoch == cfg.epoch_size
+        if save_now or improved:
+            entries = training_checkpoint(model, optimizer, step_cell.state() | _ema_counter(ema), ema, state,
+                                          steps_per_epoch)
+            if save_now:
+                record["checkpoint"] = manager.save(entries, state.epoch, state.epoch * steps_per_epoch)
+            if improved:
+                manager.save_best(entries)
+        log.epoch(record)
+
+    debug.weights(model)
+    total = time.time() - log.start
+    summary = {
+        "run_dir": run_dir, "epochs": cfg.epoch_size, "global_step": state.global_step,
+        "best_top1": state.best_top1 if state.best_top1 >= 0 else None,
+        "last_val": last_val, "checkpoint": manager.last_path,
+        "best_checkpoint": manager.best_path if os.path.exists(manager.best_path) else None,
+        "step_losses": step_losses, "time": total,
+    }
+    if info.is_main:
+        best = f"best val_top1 {state.best_top1:.2f}% ({manager.best_path}), " if state.best_top1 >= 0 else ""
+        _logger.info("done in %s: %slast checkpoint %s", format_seconds(total), best, manager.last_path)
+    return summary
+
+
+def _ema_counter(ema: EMA | None) -> dict:
+    return {"ema_updates": ema.updates} if ema is not None else {}
+
+
+def _lr_at(lrs: np.ndarray, step: int) -> float:
+    return float(lrs[min(step, len(lrs) - 1)])
+
+
+def _non_finite_message(loss: float, epoch: int, step: int, manager: CheckpointManager) -> str:
+    kept = manager.last_path or (manager.best_path if os.path.exists(manager.best_path) else None)
+    where = f"the last good checkpoint is {kept} (resume with --resume {kept})" if kept else "no checkpoint was saved"
+    return (f"loss is {loss} at epoch {epoch + 1}, step {step + 1}: training stopped; {where}. Lower lr, or set "
+            "clip_grad: True, or warmup_epochs higher")
