@@ -1,0 +1,23 @@
+"""Classify images: ``python infer.py --model mobilenet_v3_large_100 --pretrained --image_path photo.jpg``.
+
+``--image_path`` takes files and folders (several allowed). Prints the top-k classes with names and probabilities;
+``--ckpt_path`` uses a checkpoint (its class list is found beside it, or pass ``--class_names``), ``--output`` writes
+JSON or CSV, ``--save_dir`` writes annotated copies, ``--backend onnxruntime`` runs the exported model.
+"""
+
+from __future__ import annotations
+
+from mindcv_mobilenet.utils.errors import run_cli
+
+
+def main() -> int:
+    from mindcv_mobilenet.deploy.cli import parse
+    from mindcv_mobilenet.deploy.infer import INFER_OPTIONS, run_inference
+
+    cfg, explicit = parse("infer", INFER_OPTIONS, __doc__.splitlines()[0])
+    run_inference(cfg, explicit)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

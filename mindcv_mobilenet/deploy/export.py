@@ -1,0 +1,208 @@
+"""Export a model to MINDIR or ONNX, and prove the file computes what the network computes.
+
+MINDIR is exported with a dynamic batch axis (``Tensor(shape=[None, C, H, W])``, which MindSpore 2.10 supports on
+CPU); ONNX with a fixed batch, as MindSpore's ONNX exporter requires. Every export is checked before it appears
+under its final name: the file is loaded back (``ms.load`` + ``nn.GraphCell`` for MINDIR, ONNX Runtime for ONNX,
+or only the ONNX checker when ONNX Runtime is not installed) and its logits are compared with the network's on the
+same input. A file that does not match is not kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+import mindspore as ms
+import numpy as np
+from mindspore import Tensor, nn
+
+from ..utils.errors import UserError
+from ..utils.fileio import atomic_path
+
+_logger = logging.getLogger("mindcv_mobilenet")
+
+FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx"}
+# Largest |difference| allowed between the file's and the network's logits, relative to the largest |logit|:
+# float32 kernels of two runtimes differ by ~1e-6 relative; a wrong padding or operator differs by far more.
+RELATIVE_TOLERANCE = 1e-4
+
+
+class ExportError(UserError):
+    """An export that failed or does not reproduce the network; the file is not kept."""
+
+
+@dataclass
+class ExportResult:
+    """What was written and how it was checked (``check`` is empty when checking was skipped)."""
+
+    path: str
+    file_format: str
+    input_shape: list
+    check: dict = field(default_factory=dict)
+
+    def describe(self) -> str:
+        shape = "x".join("N" if d is None else str(d) for d in self.input_shape)
+        line = f"wrote {self.path} ({self.file_format}, input {shape})"
+        if self.check.get("runtime"):
+            line += (f"; reloaded with {self.check['runtime']}: logits match the network (max |diff| "
+                     f"{self.check['max_abs_diff']:.2e}, {self.check['relative_diff']:.1e} of the largest logit, "
+                     f"batch sizes {', '.join(str(b) for b in self.check['batch_sizes'])})")
+        elif self.check.get("note"):
+            line += f"; {self.check['note']}"
+        return line
+
+
+def output_path(output: str, file_format: str, model_name: str) -> str:
+    """``output`` with the format's extension (a folder gets ``<model><ext>`` inside it; '' means ./<model><ext>)."""
+    ext = FORMATS[file_format]
+    if not output:
+        return model_name + ext
+    if output.endswith(os.sep) or os.path.isdir(output):
+        return os.path.join(output, model_name + ext)
+    stem, given_ext = os.path.splitext(output)
+    return output if given_ext.lower() == ext else (stem if given_ext.lower() in FORMATS.values() else output) + ext
+
+
+def sample_input(batch_size: int, in_channels: int, image_size: int, seed: int = 0) -> np.ndarray:
+    """A deterministic normalised-image-like batch (smooth blobs, unit scale) for comparing logits."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.standard_normal((batch_size, in_channels, max(1, image_size // 8), max(1, image_size // 8)))
+    images = np.kron(coarse, np.ones((1, 1, 8, 8)))[:, :, :image_size, :image_size]
+    pad = image_size - images.shape[-1]
+    if pad > 0:
+        images = np.pad(images, ((0, 0), (0, 0), (0, pad), (0, pad)), mode="edge")
+    return (images + 0.1 * rng.standard_normal(images.shape)).astype(np.float32)
+
+
+def compare_logits(reference: np.ndarray, output: np.ndarray, what: str) -> dict:
+    """Differences of ``output`` from ``reference``; an :class:`ExportError` when they are beyond float noise."""
+    if output.shape != reference.shape:
+        raise ExportError(f"{what} gives logits of shape {output.shape}, the network {reference.shape}")
+    max_abs = float(np.abs(output - reference).max())
+    relative = max_abs / max(float(np.abs(reference).max()), 1e-12)
+    agree = float((output.argmax(1) == reference.argmax(1)).mean())
+    if not np.isfinite(relative) or relative > RELATIVE_TOLERANCE:
+        raise ExportError(f"{what} does not reproduce the network: logits differ by up to {max_abs:.3g} "
+                          f"({relative:.2e} of the largest logit, tolerance {RELATIVE_TOLERANCE:g}); not kept")
+    return {"max_abs_diff": max_abs, "relative_diff": relative, "top1_agreement": agree}
+
+
+def network_logits(model: nn.Cell, images: np.ndarray) -> np.ndarray:
+    model.set_train(False)
+    return model(Tensor(images)).asnumpy()
+
+
+def check_mindir(model: nn.Cell, path: str, batch_sizes: list[int], in_channels: int, image_size: int) -> dict:
+    """Load the MINDIR back into a GraphCell and compare its logits with the network's at each batch size."""
+    graph = nn.GraphCell(ms.load(path))
+    worst: dict = {}
+    for seed, batch in enumerate(batch_sizes):
+        images = sample_input(batch, in_channels, image_size, seed)
+        result = compare_logits(network_logits(model, images), graph(Tensor(images)).asnumpy(),
+                                f"MINDIR {path} at batch {batch}")
+        worst = max(worst, result, key=lambda r: r.get("max_abs_diff", -1.0))
+    return {"runtime": "MindSpore (ms.load + nn.GraphCell)", "batch_sizes": batch_sizes, **worst}
+
+
+def check_onnx(model: nn.Cell, path: str, batch_size: int, in_channels: int, image_size: int) -> dict:
+    """Run the ONNX file in ONNX Runtime when installed (else only the ONNX checker) and compare the logits."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        ort = None
+    if ort is None:
+        try:
+            import onnx
+        except ImportError:
+            return {"note": "not checked: neither onnxruntime nor onnx is installed (pip install .[onnx])"}
+        onnx.checker.check_model(path)
+        return {"note": "valid ONNX (onnx.checker); logits not compared: onnxruntime is not installed"}
+    from .onnx_backend import OnnxPredictor
+
+    images = sample_input(batch_size, in_channels, image_size)
+    output = OnnxPredictor(path)(images)
+    result = compare_logits(network_logits(model, images), output, f"ONNX {path}")
+    return {"runtime": f"ONNX Runtime {ort.__version__}", "batch_sizes": [batch_size], **result}
+
+
+def export_model(
+    model: nn.Cell,
+    file_format: str,
+    path: str,
+    image_size: int,
+    batch_size: int = 1,
+    in_channels: int = 3,
+    force: bool = False,
+    check: bool = True,
+) -> ExportResult:
+    """Write ``model`` to ``path`` as MINDIR (dynamic batch) or ONNX (batch ``batch_size``), atomically.
+
+    An existing ``path`` is refused unless ``force``. With ``check`` the written file is reloaded and compared with
+    the network before it is moved into place (see the module docstring).
+    """
+    file_format = file_format.upper()
+    if file_format not in FORMATS:
+        raise UserError(f"unknown export format '{file_format}': use one of {', '.join(FORMATS)}")
+    if batch_size <= 0 or image_size <= 0:
+        raise UserError(f"batch_size and image_size must be positive, not {batch_size} and {image_size}")
+    if os.path.exists(path) and not force:
+        raise UserError(f"{path} exists; pass --force to overwrite it")
+    model.set_train(False)
+    if file_format == "MINDIR":
+        shape = [None, in_channels, image_size, image_size]
+        example = Tensor(shape=shape, dtype=ms.float32)
+    else:
+        shape = [batch_size, in_channels, image_size, image_size]
+        example = Tensor(np.zeros(shape, np.float32))
+    result = ExportResult(os.path.abspath(path), file_format, shape)
+    with atomic_path(path) as tmp_path:
+        try:
+            ms.export(model, example, file_name=tmp_path, file_format=file_format)
+        except (RuntimeError, ValueError, TypeError) as err:
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            raise ExportError(f"MindSpore could not export {getattr(model, 'model_name', 'the model')} to "
+                              f"{file_format}: {reason}") from None
+        if not os.path.isfile(tmp_path) or os.path.getsize(tmp_path) == 0:
+            raise ExportError(f"MindSpore wrote no {file_format} file for {path}")
+        if check and file_format == "MINDIR":
+            sizes = sorted({batch_size, 2 if batch_size != 2 else 3})  # two batch sizes prove the dynamic axis
+            result.check = check_mindir(model, tmp_path, sizes, in_channels, image_size)
+        elif check:
+            result.check = check_onnx(model, tmp_path, batch_size, in_channels, image_size)
+    return result
+
+
+def export_files(
+    model_name: str,
+    file_formats: list[str],
+    output: str = "",
+    ckpt_path: str = "",
+    pretrained: bool = False,
+    num_classes: int | None = None,
+    in_channels: int = 3,
+    ema: bool = False,
+    image_size: int | None = None,
+    batch_size: int = 1,
+    force: bool = False,
+    check: bool = True,
+) -> list[ExportResult]:
+    """Load a model (random weights allowed, with a warning) and export it in each format; see :func:`export_model`.
+
+    All target paths are checked before anything is written, so a refused overwrite leaves no partial set.
+    """
+    from ..models import get_model_config
+    from .loading import load_model
+
+    formats = [f.upper() for f in file_formats]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise UserError(f"unknown export format '{unknown[0]}': use one of {', '.join(FORMATS)}")
+    image_size = image_size or get_model_config(model_name).image_size
+    paths = {f: output_path(output, f, model_name) for f in dict.fromkeys(formats)}
+    existing = [p for p in paths.values() if os.path.exists(p)]
+    if existing and not force:
+        raise UserError(f"{existing[0]} exists; pass --force to overwrite it")
+    loaded = load_model(model_name, ckpt_path, pretrained, num_classes, in_channels, ema, require_weights=False)
+    return [export_model(loaded.model, f, p, image_size, batch_size, in_channels, force=force, check=check)
+            for f, p in paths.items()]

@@ -1,0 +1,103 @@
+"""One way to get a ready-to-run model for validate, infer, export and the benchmarks.
+
+Validation and inference need the whole network from the weights, classifier included: a checkpoint of a fine-tuned
+model carries its own number of classes, which is read from the file instead of asked for, and a classifier that
+does not load (``create_model`` tolerates that for fine-tuning) is an error here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import mindspore as ms
+from mindspore import nn
+
+from ..models import create_model, get_model_config
+from ..utils.checkpoint import load_model_weights, pretrained_checkpoint_path, read_checkpoint
+from ..utils.download import file_digest
+from ..utils.errors import CheckpointError, UserError
+
+_logger = logging.getLogger("mindcv_mobilenet")
+
+
+@dataclass
+class LoadedModel:
+    """A model in inference mode and where its weights came from.
+
+    ``weights_id`` is the SHA-256 of the weights file (plus ``+ema`` for the EMA copy): the key under which derived
+    artefacts (exported ONNX files) are cached. It is None for randomly initialised weights, which are never cached.
+    """
+
+    model: nn.Cell
+    model_name: str
+    num_classes: int
+    in_channels: int
+    weights: str
+    weights_id: str | None
+    ckpt_path: str = ""
+
+
+def set_mode(mode: int, device_target: str = "auto") -> None:
+    """0: graph mode (compiled), 1: PyNative; ``device_target`` 'auto' keeps MindSpore's default device."""
+    ms.set_context(mode=ms.GRAPH_MODE if int(mode) == 0 else ms.PYNATIVE_MODE)
+    if device_target and device_target != "auto":
+        ms.set_device(device_target)
+
+
+def checkpoint_classes(params: dict, model_name: str, ema: bool = False) -> int | None:
+    """Outputs of the classifier stored in a checkpoint (None when it has no classifier of this model family)."""
+    config = get_model_config(model_name)
+    key = ("ema." if ema else "") + f"{config.classifier}.weight"
+    if key not in params:
+        return None
+    classes = int(params[key].shape[0])
+    if classes == config.checkpoint_num_classes == 1001:
+        return config.num_classes  # mindcv's V1 weights: the extra background class is cut off when loading
+    return classes
+
+
+def load_model(
+    model_name: str,
+    ckpt_path: str = "",
+    pretrained: bool = False,
+    num_classes: int | None = None,
+    in_channels: int = 3,
+    ema: bool = False,
+    require_weights: bool = True,
+) -> LoadedModel:
+    """Build ``model_name`` with all its weights from ``ckpt_path`` (or the published ones with ``pretrained``).
+
+    ``num_classes`` defaults to the checkpoint's classifier size. ``require_weights=False`` allows random weights
+    (export, speed measurements); otherwise a model without weights is a :class:`UserError`.
+    """
+    config = get_model_config(model_name)  # unknown names: one error with the closest ones
+    path = ckpt_path
+    if ckpt_path and pretrained:
+        _logger.info("--ckpt_path given: using %s, not the published weights", ckpt_path)
+    elif pretrained:
+        path = pretrained_checkpoint_path(model_name, config)
+    if not path:
+        if require_weights:
+            raise UserError(f"no weights for {model_name}: pass --pretrained (published weights) or --ckpt_path FILE")
+        _logger.warning("%s: no --pretrained or --ckpt_path: random weights", model_name)
+        model = create_model(model_name, num_classes=num_classes, in_channels=in_channels)
+        model.set_train(False)
+        return LoadedModel(model, model_name, model.num_classes, in_channels, "random initialisation", None)
+
+    params = read_checkpoint(path)
+    stored = checkpoint_classes(params, model_name, ema)
+    num_classes = num_classes or stored
+    model = create_model(model_name, num_classes=num_classes, in_channels=in_channels)
+    # strict (another model's checkpoint is an error); by path, so that messages name the file
+    skipped = load_model_weights(model, path, ema=ema)
+    if skipped:
+        raise CheckpointError(
+            f"{path}: its classifier has {stored} classes but the model was asked for {model.num_classes} "
+            "(--num_classes); leave --num_classes unset to use the checkpoint's"
+        )
+    model.set_train(False)
+    weights_id = file_digest(path) + ("+ema" if ema else "")
+    return LoadedModel(model, model_name, model.num_classes, in_channels, os.path.abspath(path), weights_id,
+                       ckpt_path)

@@ -1,0 +1,91 @@
+"""CPU deployment backend: the model exported once to ONNX (cached) and run in ONNX Runtime.
+
+ONNX Runtime is optional (``pip install .[onnx]``). The exported file is cached in
+``<cache dir>/onnx/<model>-<weights sha256[:16]>-<channels>x<size>px-b<batch>-v<package version>.onnx``, so a second
+run with the same weights, resolution and batch reuses it; randomly initialised weights are exported to a temporary
+file that is deleted once loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+
+import numpy as np
+
+from .. import __version__
+from ..utils.download import default_cache_dir
+from ..utils.errors import UserError
+from .loading import LoadedModel
+
+_logger = logging.getLogger("mindcv_mobilenet")
+
+INSTALL_HINT = "pip install 'mindcv_mobilenet[onnx]' (or: pip install onnxruntime)"
+
+
+def require_onnxruntime():
+    """The ``onnxruntime`` module, or one clear error saying how to install it."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise UserError(f"--backend onnxruntime needs ONNX Runtime, which is not installed: {INSTALL_HINT}") from None
+    return onnxruntime
+
+
+class OnnxPredictor:
+    """Logits from an ONNX file on the CPU; any number of images (split into and padded to the file's fixed batch)."""
+
+    def __init__(self, path: str, threads: int | None = None) -> None:
+        ort = require_onnxruntime()
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # noqa: BLE001 - ONNX Runtime raises its own exception types
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            raise UserError(f"ONNX Runtime cannot load {path} ({reason}); delete it to export it again") from None
+        spec = self.session.get_inputs()[0]
+        self.input_name = spec.name
+        self.batch_size = spec.shape[0] if isinstance(spec.shape[0], int) else None
+        self.path = path
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        step = self.batch_size or len(images)
+        outputs = []
+        for start in range(0, len(images), step):
+            chunk = images[start:start + step]
+            n = len(chunk)
+            if n < step:
+                chunk = np.concatenate([chunk, np.zeros((step - n,) + chunk.shape[1:], np.float32)])
+            outputs.append(self.session.run(None, {self.input_name: chunk})[0][:n])
+        return np.concatenate(outputs).astype(np.float32, copy=False)
+
+
+def cache_path(loaded: LoadedModel, image_size: int, batch_size: int) -> str:
+    """Where the ONNX export of these weights at this resolution and batch size is cached."""
+    name = (f"{loaded.model_name}-{(loaded.weights_id or 'random')[:16]}-{loaded.in_channels}x{image_size}px"
+            f"-b{batch_size}-v{__version__}.onnx")
+    return os.path.join(default_cache_dir(), "onnx", name)
+
+
+def onnx_predictor(loaded: LoadedModel, image_size: int, batch_size: int) -> OnnxPredictor:
+    """An ONNX Runtime predictor for ``loaded``, exporting (and checking) the model on first use only."""
+    require_onnxruntime()
+    from .export import export_model
+
+    if loaded.weights_id is None:
+        with tempfile.TemporaryDirectory(prefix="mindcv_mobilenet_onnx_") as folder:
+            path = os.path.join(folder, "model.onnx")
+            export_model(loaded.model, "ONNX", path, image_size, batch_size, loaded.in_channels)
+            return OnnxPredictor(path)
+    path = cache_path(loaded, image_size, batch_size)
+    if os.path.isfile(path):
+        _logger.info("ONNX Runtime backend: using the cached export %s", path)
+    else:
+        result = export_model(loaded.model, "ONNX", path, image_size, batch_size, loaded.in_channels, force=True)
+        _logger.info("ONNX Runtime backend: %s", result.describe())
+    return OnnxPredictor(path)

@@ -1,0 +1,65 @@
+"""Backends behind one call, ``predictor(images) -> logits`` (NumPy in, NumPy out), for validate and infer."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import mindspore as ms
+import numpy as np
+from mindspore import Tensor
+
+from .loading import LoadedModel
+
+BACKENDS = ("mindspore", "onnxruntime")
+
+
+class Predictor(Protocol):
+    def __call__(self, images: np.ndarray) -> np.ndarray: ...
+
+
+class MindSporePredictor:
+    """The MindSpore network. In graph mode a batch smaller than the first one is padded to its size (and the padding
+    dropped from the output), so the network is compiled once instead of once per batch shape."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self.model = loaded.model
+        self.model.set_train(False)
+        self.batch_size: int | None = None
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        n = len(images)
+        if self.batch_size is None:
+            self.batch_size = n
+        if ms.get_context("mode") == ms.GRAPH_MODE and n < self.batch_size:
+            images = np.concatenate([images, np.zeros((self.batch_size - n,) + images.shape[1:], np.float32)])
+        return self.model(Tensor(images)).asnumpy().astype(np.float32, copy=False)[:n]
+
+
+def create_predictor(loaded: LoadedModel, backend: str, image_size: int, batch_size: int) -> Predictor:
+    """``mindspore`` (the network itself) or ``onnxruntime`` (exported once to ONNX at ``batch_size``, cached)."""
+    if backend == "onnxruntime":
+        from .onnx_backend import onnx_predictor
+
+        return onnx_predictor(loaded, image_size, batch_size)
+    return MindSporePredictor(loaded)
+
+
+class CellAdapter:
+    """A predictor dressed as a MindSpore cell (``set_train``, Tensor in and out), for the engine's ``evaluate``."""
+
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
+
+    def set_train(self, mode: bool = True) -> None:
+        del mode  # inference only
+
+    def __call__(self, images: Tensor) -> Tensor:
+        array = images.asnumpy() if isinstance(images, Tensor) else np.asarray(images)
+        return Tensor(self.predictor(array))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)

@@ -1,0 +1,96 @@
+"""Inference speed: batch-1 latency, batch-N throughput and first-call (compile) time, per runtime.
+
+Used by ``benchmark.py --infer``. Weights do not change the speed of these dense float32 networks, so models are timed
+with their initial weights; input is a fixed random batch, data loading excluded. Times are medians of ``repeats``
+calls after one untimed warm-up call (graph mode compiles on a new input shape; that first call is reported apart).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass
+class SpeedResult:
+    """One model on one runtime: ``first_call_s`` is graph compilation (MindSpore graph mode), kernel set-up
+    (PyNative) or export + session creation (ONNX Runtime), all at batch 1."""
+
+    model: str
+    runtime: str
+    first_call_s: float
+    latency_ms: float
+    throughput: float
+    batch_size: int
+    image_size: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _median_time(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up (caches, allocator)
+    return statistics.median(_timed(fn) for _ in range(max(1, repeats)))
+
+
+def _inputs(batch: int, image_size: int, in_channels: int = 3) -> np.ndarray:
+    return np.random.default_rng(0).standard_normal((batch, in_channels, image_size, image_size), dtype=np.float32)
+
+
+def mindspore_speed(model, name: str, runtime: str, mode: int, image_size: int, batch_size: int = 32,
+                    repeats: int = 5) -> SpeedResult:
+    """Time a MindSpore cell in graph (``mode=0``) or PyNative (``mode=1``) mode."""
+    import mindspore as ms
+    from mindspore import Tensor
+
+    ms.set_context(mode=ms.GRAPH_MODE if mode == 0 else ms.PYNATIVE_MODE)
+    model.set_train(False)
+    one, many = Tensor(_inputs(1, image_size)), Tensor(_inputs(batch_size, image_size))
+    first = _timed(lambda: model(one).asnumpy())
+    latency = _median_time(lambda: model(one).asnumpy(), repeats)
+    _timed(lambda: model(many).asnumpy())  # compiles the batch-N graph, not timed
+    per_batch = _median_time(lambda: model(many).asnumpy(), max(1, repeats // 2))
+    return SpeedResult(name, runtime, first, 1000 * latency, batch_size / per_batch, batch_size, image_size)
+
+
+def onnxruntime_speed(model, name: str, image_size: int, batch_size: int = 32, repeats: int = 5,
+                      threads: int | None = None) -> SpeedResult:
+    """Export ``model`` to ONNX at batch 1 and ``batch_size`` and time both in ONNX Runtime (CPU)."""
+    from .export import export_model
+    from .onnx_backend import OnnxPredictor
+
+    with tempfile.TemporaryDirectory(prefix="mindcv_mobilenet_speed_") as folder:
+        start = time.perf_counter()
+        path_one = os.path.join(folder, "b1.onnx")
+        export_model(model, "ONNX", path_one, image_size, 1, check=False)
+        run_one = OnnxPredictor(path_one, threads)
+        one = _inputs(1, image_size)
+        run_one(one)
+        first = time.perf_counter() - start
+        latency = _median_time(lambda: run_one(one), repeats)
+        path_many = os.path.join(folder, "bn.onnx")
+        export_model(model, "ONNX", path_many, image_size, batch_size, check=False)
+        run_many = OnnxPredictor(path_many, threads)
+        many = _inputs(batch_size, image_size)
+        per_batch = _median_time(lambda: run_many(many), max(1, repeats // 2))
+    return SpeedResult(name, "onnxruntime", first, 1000 * latency, batch_size / per_batch, batch_size, image_size)
+
+
+def format_row(result: SpeedResult) -> str:
+    return (f"{result.model:<26} {result.runtime:<20} {result.first_call_s:>9.2f} {result.latency_ms:>11.1f} "
+            f"{result.throughput:>11.1f}")
+
+
+HEADER = f"{'model':<26} {'runtime':<20} {'1st call s':>9} {'b1 ms':>11} {'bN img/s':>11}"

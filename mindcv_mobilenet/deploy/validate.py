@@ -1,0 +1,117 @@
+"""Validation behind ``validate.py``: Top-1, Top-5, mean loss over every image of a split, exactly once.
+
+The evaluation loop is the training engine's (:func:`mindcv_mobilenet.engine.metrics.evaluate`): counts of correct
+predictions, loss sums and image counts are summed over ranks before dividing, so a sharded run reports what a
+single process would; the last, partial batch is kept. Either backend (MindSpore or ONNX Runtime) runs the model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from ..config import Config
+from ..data import create_dataset, create_loader, load_class_names
+from ..data.cifar10 import find_cifar_dir
+from ..engine.distributed import DistInfo, Reducer, init_distributed
+from ..engine.metrics import evaluate, write_json
+from ..utils.errors import DataError
+from .classes import saved_class_list
+from .cli import setup_logging, text_option
+from .loading import LoadedModel, load_model, set_mode
+from .predictor import BACKENDS, CellAdapter, create_predictor
+from .preprocess import IMAGE_FOLDER_DATASETS, EvalSettings, resolve_settings
+from .progress import Progress
+
+_logger = logging.getLogger("mindcv_mobilenet")
+
+VALIDATE_OPTIONS = (
+    text_option("output", "", "also write the results to this JSON file", "validate"),
+    text_option("backend", "mindspore", "mindspore, or onnxruntime (exported to ONNX once, cached; pip install "
+                ".[onnx])", "validate", choices=BACKENDS),
+)
+
+
+def default_dataset(cfg: Config, explicit: set[str]) -> str:
+    """An unset ``dataset``: CIFAR-10 when ``data_dir`` holds its batch files, ImageNet layout for any other folder,
+    else the packaged demo (the parser's default)."""
+    if "dataset" in explicit or not cfg.data_dir:
+        return cfg.dataset
+    return "cifar10" if find_cifar_dir(os.path.abspath(cfg.data_dir)) else "imagenet"
+
+
+def check_labels(dataset, num_classes: int, ckpt_path: str) -> None:
+    """Labels must mean what the classifier's outputs mean: same number of classes, same order as training's."""
+    if dataset.num_classes != num_classes:
+        raise DataError(
+            f"the data set has {dataset.num_classes} classes ({dataset.data_root}) but the model {num_classes}: "
+            "labels would not line up with the outputs (ImageNet needs all 1,000 class folders, even empty ones)"
+        )
+    saved = saved_class_list(ckpt_path)
+    if saved and dataset.dataset_name in IMAGE_FOLDER_DATASETS:
+        trained = load_class_names(saved)
+        if list(trained) != list(dataset.class_names):
+            raise DataError(f"the class folders of {dataset.data_root} differ from the classes the checkpoint was "
+                            f"trained on ({saved}); validate on a split with the same class folders")
+
+
+def run_validation(cfg: Config, explicit: set[str]) -> dict:
+    """Validate ``cfg.model`` on ``cfg.val_split`` and return the metrics (printed and written by rank 0)."""
+    setup_logging()
+    set_mode(cfg.mode, cfg.device_target)
+    info = init_distributed(cfg.distribute)
+    cfg.dataset = default_dataset(cfg, explicit)
+    dataset = eval_dataset(cfg, info)  # before the model: a wrong path is reported at once
+    loaded = load_model(cfg.model, cfg.ckpt_path, cfg.pretrained, cfg.num_classes, cfg.in_channels, cfg.ema)
+    settings = resolve_settings(cfg, cfg.model, explicit)
+    results = validate_loaded(cfg, loaded, settings, dataset, info, Reducer(info))
+    if info.is_main:
+        print(format_results(results), flush=True)
+        if cfg.output:
+            write_json(cfg.output, results)
+            _logger.info("results written to %s", cfg.output)
+    return results
+
+
+def eval_dataset(cfg: Config, info: DistInfo):
+    """This rank's shard of the split, in order (evaluation shards are disjoint and cover every image once)."""
+    return create_dataset(
+        cfg.dataset, root=cfg.data_dir or None, split=cfg.val_split, shuffle=False, num_samples=cfg.num_samples,
+        num_parallel_workers=cfg.num_parallel_workers, num_shards=info.size if info.distributed else None,
+        shard_id=info.rank if info.distributed else None, download=cfg.dataset_download,
+    )
+
+
+def validate_loaded(cfg: Config, loaded: LoadedModel, settings: EvalSettings, dataset, info: DistInfo,
+                    reducer: Reducer) -> dict:
+    """Evaluate ``dataset`` (this rank's shard); every sum goes through ``reducer`` (the all-reduce) before dividing."""
+    check_labels(dataset, loaded.num_classes, cfg.ckpt_path)
+    loader = create_loader(dataset, cfg.batch_size, drop_remainder=False, is_training=False,
+                           transform=settings.transforms(), num_parallel_workers=cfg.num_parallel_workers)
+    predictor = create_predictor(loaded, cfg.backend, settings.image_size, cfg.batch_size)
+    if info.is_main:
+        _logger.info("validating %s (%s) on %s split '%s' with %s; backend %s%s", cfg.model, loaded.weights,
+                     dataset.data_root, cfg.val_split, settings.describe(), cfg.backend,
+                     f"; {info.size} ranks" if info.distributed else "")
+    steps = int(getattr(loader, "dataset_size", 0) or loader.get_dataset_size())
+    progress = Progress(steps, "validate", enabled=info.is_main)
+    batches = progress.track(loader.create_tuple_iterator(num_epochs=1, output_numpy=False))
+    metrics = evaluate(CellAdapter(predictor), batches, reducer)
+    skipped = int(reducer.sum([dataset.dataset_stats.skipped])[0])
+    images_per_s = float(reducer.sum([progress.images_per_s])[0])  # ranks run side by side: rates add up
+    return {
+        "model": cfg.model, "weights": loaded.weights, "backend": cfg.backend, "dataset": cfg.dataset,
+        "data_dir": dataset.data_root, "split": cfg.val_split, "image_size": settings.image_size,
+        "crop_pct": settings.crop_pct, "interpolation": settings.interpolation, "batch_size": cfg.batch_size,
+        "mode": cfg.mode, "ranks": info.size, "top1": metrics["top1"], "top5": metrics["top5"],
+        "loss": metrics["loss"], "num_images": metrics["count"], "skipped_images": skipped,
+        "bad_files": list(dataset.dataset_stats.bad_file_names), "images_per_s": images_per_s,
+        "elapsed_s": progress.elapsed,
+    }
+
+
+def format_results(results: dict) -> str:
+    skipped = f"  skipped (unreadable): {results['skipped_images']}" if results["skipped_images"] else ""
+    return (f"{results['model']}: Top-1 {results['top1']:.2f}%  Top-5 {results['top5']:.2f}%  "
+            f"loss {results['loss']:.4f}  images {results['num_images']}{skipped}  "
+            f"{results['images_per_s']:.1f} images/s ({results['backend']}, {results['elapsed_s']:.1f} s in all)")

@@ -1,0 +1,23 @@
+"""Validate a MobileNet: ``python validate.py --model mobilenet_v2_100 --pretrained --data_dir /path/to/imagenet``.
+
+Reports Top-1, Top-5, mean loss, the number of images and images/s over every image of ``--val_split`` (also when
+sharded with ``--distribute`` under msrun). ``--ckpt_path FILE`` validates a checkpoint, ``-c recipe.yaml`` takes a
+mindcv recipe, ``--backend onnxruntime`` runs the exported model in ONNX Runtime, ``--output results.json`` saves.
+"""
+
+from __future__ import annotations
+
+from mindcv_mobilenet.utils.errors import run_cli
+
+
+def main() -> int:
+    from mindcv_mobilenet.deploy.cli import parse
+    from mindcv_mobilenet.deploy.validate import VALIDATE_OPTIONS, run_validation
+
+    cfg, explicit = parse("validate", VALIDATE_OPTIONS, __doc__.splitlines()[0])
+    run_validation(cfg, explicit)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
