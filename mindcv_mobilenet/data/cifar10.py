@@ -88,7 +88,8 @@ def class_names(folder: str) -> List[str]:
 def load_cifar10(root: str, split: str, expect_all: bool = True) -> Tuple[np.ndarray, np.ndarray, List[str]]:
     """All images and labels of ``split`` under ``root`` and the class names; logs which batch files were used.
 
-    ``expect_all=False`` (the demo subset) logs missing training batches as info rather than a warning.
+    ``expect_all=False`` (the demo subset) logs missing training batches as info rather than a warning. The arrays
+    are read once per process (the trainer rebuilds its loader every epoch for an exactly resumable shuffle).
     """
     folder = find_cifar_dir(root)
     if folder is None:
@@ -99,16 +100,28 @@ def load_cifar10(root: str, split: str, expect_all: bool = True) -> Tuple[np.nda
     paths, missing = split_files(folder, split)
     if not paths:
         raise DataError(f"CIFAR-10 split '{split}' needs {', '.join(missing)} in {folder}; none is there")
-    parts = [read_records(p) for p in paths]
-    images = np.concatenate([p[0] for p in parts])
-    labels = np.concatenate([p[1] for p in parts])
-    # A missing training batch changes the experiment, so that case is a warning, not just info.
-    _logger.log(
-        logging.WARNING if missing and expect_all else logging.INFO,
-        "cifar10 %s: using %s from %s (%d images)%s", split, ", ".join(os.path.basename(p) for p in paths), folder,
-        len(labels), f"; not present: {', '.join(missing)}" if missing else "",
-    )
+    stamp = tuple((p, os.path.getmtime(p), os.path.getsize(p)) for p in paths)
+    first_read = stamp not in _cache
+    images, labels = _read_batches(stamp)
+    if first_read:
+        # A missing training batch changes the experiment, so that case is a warning, not just info.
+        _logger.log(
+            logging.WARNING if missing and expect_all else logging.INFO,
+            "cifar10 %s: using %s from %s (%d images)%s", split, ", ".join(os.path.basename(p) for p in paths),
+            folder, len(labels), f"; not present: {', '.join(missing)}" if missing and expect_all else "",
+        )
     return images, labels, class_names(folder)
+
+
+_cache: dict = {}
+
+
+def _read_batches(stamp: tuple) -> Tuple[np.ndarray, np.ndarray]:
+    """Images and labels of the batch files in ``stamp`` ((path, mtime, size), ...), cached for the process."""
+    if stamp not in _cache:
+        parts = [read_records(p) for p, _, _ in stamp]
+        _cache[stamp] = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+    return _cache[stamp]
 
 
 class ArraySource:
