@@ -72,7 +72,7 @@ def init_distributed(distribute: bool) -> DistInfo:
         return DistInfo()
     found = check_launcher(ms.get_context("device_target"))
     if not found:
-        _logger.warning("distribute: True but not started by msrun/mpirun: training on one device")
+        _logger.warning("distribute: True but not started by msrun/mpirun: running on one device")
         return DistInfo()
     from mindspore.communication import get_group_size, get_rank, init
 

@@ -13,6 +13,11 @@ from typing import Callable
 from mindspore import Tensor, nn, ops
 from mindspore.common import initializer as init
 
+from ..perf.runtime import configure_cpu_runtime
+
+# before any model runs: MindSpore 2.10's oneDNN falls back to reference convolutions on AVX-512 CPUs (perf/runtime.py)
+configure_cpu_runtime()
+
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
     """Round a channel count to a multiple of ``divisor`` without going more than 10% below ``value``."""
@@ -119,7 +124,7 @@ def init_weights(model: nn.Cell) -> None:
     """He-normal (fan-out) convolutions, unit BatchNorm, N(0, 0.01) classifier: the init of the reference zoos."""
     for _, cell in model.cells_and_names():
         if isinstance(cell, nn.Conv2d):
-            fan_out = cell.kernel_size[0] * cell.kernel_size[1] * cell.out_channels // cell.group
+            fan_out = cell.kernel_size[0] * cell.kernel_size[1] * cell.out_channels  # not / groups, as torch and mindcv
             cell.weight.set_data(init.initializer(init.Normal(sigma=math.sqrt(2.0 / fan_out)),
                                                   cell.weight.shape, cell.weight.dtype))
             if cell.bias is not None:
