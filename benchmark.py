@@ -1,0 +1,329 @@
+"""Benchmarks. Each mode is one function (``bench_data``, and later ``bench_infer``/``bench_train``) behind a flag.
+
+    python benchmark.py --data [--data-root DIR] [--workers 1 2] [--batch-size 64] [--json out.json]
+    python benchmark.py --train [--train-models M ...] [--train-batch-size 32] [--train-image-size 224]
+                        [--train-modes 0 1] [--mindcv_path /tmp/mindcv/src:/tmp/mcvdeps]
+    python benchmark.py --infer [--infer-models PATTERN ...] [--all] [--infer-batch-size 32] [--infer-modes 0 1]
+                        [--infer-repeats 5] [--no-mindcv] [--no-onnx]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+
+import numpy as np
+from PIL import Image
+
+from mindcv_mobilenet.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, shared_dir
+from mindcv_mobilenet.utils.errors import DataError, run_cli
+
+
+def _pil_train_sample(path: str, size: int, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """The same work as the pipeline's training transforms, written as a plain PIL/numpy loop body."""
+    with Image.open(path) as img:
+        img = img.convert("RGB")
+    width, height = img.size
+    area = width * height
+    for _ in range(10):  # RandomResizedCrop(scale=(0.08, 1), ratio=(3/4, 4/3))
+        target = area * random.uniform(0.08, 1.0)
+        aspect = math.exp(random.uniform(math.log(0.75), math.log(1.333)))
+        w, h = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            x, y = random.randint(0, width - w), random.randint(0, height - h)
+            break
+    else:
+        w, h = min(width, height), min(width, height)
+        x, y = (width - w) // 2, (height - h) // 2
+    img = img.resize((size, size), Image.BILINEAR, box=(x, y, x + w, y + h))
+    if random.random() < 0.5:
+        img = img.transpose(Image.FLIP_LEFT_RIGHT)
+    arr = (np.asarray(img, dtype=np.float32) - mean) / std
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def _pil_loop(paths: list, size: int, batch_size: int) -> float:
+    mean, std = np.array(IMAGENET_DEFAULT_MEAN, np.float32), np.array(IMAGENET_DEFAULT_STD, np.float32)
+    start = time.perf_counter()
+    for i in range(0, len(paths), batch_size):
+        np.stack([_pil_train_sample(p, size, mean, std) for p in paths[i:i + batch_size]])
+    return len(paths) / (time.perf_counter() - start)
+
+
+def _pipeline(root: str, split: str, size: int, batch_size: int, workers: int, processes: bool, epochs: int) -> tuple:
+    """(median images/s over epochs 2.., images/s over the first epoch including start-up)."""
+    from mindcv_mobilenet.data import create_dataset, create_loader, create_transforms
+
+    ds = create_dataset("imagenet", root, split=split, shuffle=True, num_parallel_workers=workers,
+                        python_multiprocessing=processes)
+    loader = create_loader(ds, batch_size, is_training=True, num_parallel_workers=workers,
+                           transform=create_transforms("imagenet", size, is_training=True))
+    rates = []
+    iterator = loader.create_tuple_iterator(num_epochs=epochs, output_numpy=True)
+    for _ in range(epochs):
+        start, count = time.perf_counter(), 0
+        for image, _label in iterator:
+            count += image.shape[0]
+        rates.append(count / (time.perf_counter() - start))
+    return float(np.median(rates[1:])), rates[0]
+
+
+def bench_data(args: argparse.Namespace) -> dict:
+    """Decoded-and-augmented images/s (training transforms) on real ImageNet samples vs a plain PIL loop."""
+    root = args.data_root or os.path.join(shared_dir(), "data", "imagenet-samples")
+    split_dir = os.path.join(root, args.split)
+    if not os.path.isdir(split_dir):
+        raise DataError(f"no ImageNet samples at {split_dir}: pass --data-root (holding {args.split}/<synset>/...)")
+    paths = sorted(os.path.join(d, f) for d, _, fs in os.walk(split_dir) for f in fs if not f.startswith("."))
+    results = {"images": len(paths), "image_size": args.image_size, "batch_size": args.batch_size,
+               "cpu_count": os.cpu_count(), "rows": []}
+    print(f"data benchmark: {len(paths)} images from {split_dir}, training transforms at {args.image_size} px, "
+          f"batch {args.batch_size}, {os.cpu_count()} CPU(s); median of {args.epochs - 1} passes after a warm-up")
+    rate = float(np.median([_pil_loop(paths, args.image_size, args.batch_size) for _ in range(args.epochs - 1)]))
+    results["rows"].append({"what": "plain PIL loop (1 process)", "images_per_s": rate})
+    print(f"  {'plain PIL loop (1 process)':<44} {rate:8.1f} images/s")
+    for workers in args.workers:
+        for processes in (True, False) if workers > 1 else (False,):
+            kind = "processes" if processes else "threads"
+            steady, first = _pipeline(root, args.split, args.image_size, args.batch_size, workers, processes,
+                                      args.epochs)
+            what = f"pipeline, {workers} worker(s), decode in {kind}"
+            results["rows"].append({"what": what, "images_per_s": steady, "first_epoch_images_per_s": first})
+            print(f"  {what:<44} {steady:8.1f} images/s (first epoch incl. start-up: {first:.1f})")
+    return results
+
+
+DEFAULT_TRAIN_MODELS = ["mobilenet_v1_100", "mobilenet_v2_100", "mobilenet_v3_large_100"]
+
+
+def _train_step_rate(model, batch_size: int, size: int, warmup: int, steps: int) -> float:
+    """Images/s of forward + backward + momentum update on a fixed random batch (data loading excluded)."""
+    import mindspore as ms
+    from mindspore import nn
+
+    from mindcv_mobilenet.engine.loss import CrossEntropySmooth
+    from mindcv_mobilenet.engine.optim import create_optimizer
+    from mindcv_mobilenet.engine.train_step import TrainStep
+
+    rng = np.random.default_rng(0)
+    images = ms.Tensor(rng.standard_normal((batch_size, 3, size, size), dtype=np.float32))
+    labels = ms.Tensor(rng.integers(0, 1000, batch_size).astype(np.int32))
+    optimizer = create_optimizer(model.trainable_params(), "momentum", 0.01, 1e-5)
+    step = TrainStep(nn.WithLossCell(model, CrossEntropySmooth(0.1)), optimizer)
+    step.set_train()
+    for _ in range(warmup):  # the first call compiles (graph mode)
+        step(images, labels)[0].asnumpy()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step(images, labels)[0].asnumpy()
+    return batch_size * steps / (time.perf_counter() - start)
+
+
+def _mindcv_factory(path: str | None):
+    """mindcv's ``create_model`` when mindcv is importable (``--mindcv_path`` dirs are added to sys.path)."""
+    for folder in reversed((path or "").split(os.pathsep)):
+        if folder and folder not in sys.path:
+            sys.path.insert(0, folder)
+    try:
+        from mindcv.models import create_model as mindcv_create_model
+    except Exception as err:  # not installed, or its own imports fail
+        print(f"mindcv not importable ({type(err).__name__}: {err}); timing this package only", file=sys.stderr)
+        return None
+    return mindcv_create_model
+
+
+def _mindcv_model(factory, name: str):
+    """mindcv's model of the same name (mindcv spells some with the resolution: ``mobilenet_v2_035_224``)."""
+    for candidate in (name, f"{name}_224"):
+        try:
+            return factory(candidate, num_classes=1000)
+        except RuntimeError:  # "Unknown model"
+            continue
+    print(f"mindcv has no model {name}", file=sys.stderr)
+    return None
+
+
+def bench_train(args: argparse.Namespace) -> dict:
+    """Training images/s per model and execution mode, beside mindcv's model of the same name when available."""
+    import mindspore as ms
+
+    from mindcv_mobilenet.models import create_model
+
+    mindcv_create = _mindcv_factory(args.mindcv_path)
+    rows = []
+    print(f"training step, batch {args.train_batch_size}, {args.train_image_size} px, {args.train_warmup} warm-up + "
+          f"{args.train_steps} timed steps, momentum SGD, fp32")
+    print(f"{'model':<26} {'mode':<9} {'ours img/s':>11} {'mindcv img/s':>13} {'ours/mindcv':>12}")
+    for name in args.train_models:
+        for mode in args.train_modes:
+            ms.set_context(mode=mode)
+            ms.set_seed(0)
+            ours = _train_step_rate(create_model(name), args.train_batch_size, args.train_image_size,
+                                    args.train_warmup, args.train_steps)
+            theirs = None
+            mindcv_model = _mindcv_model(mindcv_create, name) if mindcv_create is not None else None
+            if mindcv_model is not None:
+                ms.set_seed(0)
+                theirs = _train_step_rate(mindcv_model, args.train_batch_size, args.train_image_size,
+                                          args.train_warmup, args.train_steps)
+            ratio = ours / theirs if theirs else None
+            mode_name = "graph" if mode == 0 else "pynative"
+            print(f"{name:<26} {mode_name:<9} {ours:>11.1f} {theirs or float('nan'):>13.1f} "
+                  f"{ratio or float('nan'):>12.2f}", flush=True)
+            rows.append({"model": name, "mode": mode_name, "ours_images_per_s": ours,
+                         "mindcv_images_per_s": theirs, "ratio": ratio})
+    return {"batch_size": args.train_batch_size, "image_size": args.train_image_size, "steps": args.train_steps,
+            "warmup": args.train_warmup, "rows": rows}
+
+
+DEFAULT_INFER_MODELS = ["mobilenet_v1_100", "mobilenet_v2_100", "mobilenet_v3_small_100", "mobilenet_v3_large_100"]
+
+
+def bench_infer(args: argparse.Namespace) -> dict:
+    """Inference latency (batch 1), throughput (batch N) and first-call time per model at its default resolution:
+    this package in graph and PyNative mode, mindcv's model of the same name, and the ONNX export in ONNX Runtime."""
+    from mindcv_mobilenet.deploy.speed import HEADER, format_row, mindspore_speed, onnxruntime_speed
+    from mindcv_mobilenet.models import create_model, get_model_config, list_models
+    from mindcv_mobilenet.utils.errors import UserError
+
+    names = list_models() if args.all else list(dict.fromkeys(m for p in args.infer_models for m in list_models(p)))
+    if not names:
+        raise UserError(f"no model matches {' '.join(args.infer_models)} (python -m mindcv_mobilenet.summary)")
+    mindcv_create = None if args.no_mindcv else _mindcv_factory(args.mindcv_path)
+    use_onnx = not args.no_onnx
+    if use_onnx:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            print("onnxruntime not installed (pip install .[onnx]): skipping the ONNX Runtime rows", file=sys.stderr)
+            use_onnx = False
+    batch, repeats = args.infer_batch_size, args.infer_repeats
+    print(f"inference, fp32, CPU ({os.cpu_count()} cores): batch-1 latency (median of {repeats}) and batch-{batch} "
+          f"throughput; 1st call = graph compile / PyNative set-up / ONNX export + load")
+    print(HEADER)
+    rows = []
+    for name in names:
+        size = args.infer_image_size or get_model_config(name).image_size
+        for mode in args.infer_modes:
+            mode_name = "graph" if mode == 0 else "pynative"
+            runs = [("ours " + mode_name, lambda n=name: create_model(n))]
+            if mindcv_create is not None:
+                runs.append(("mindcv " + mode_name, lambda n=name: _mindcv_model(mindcv_create, n)))
+            for runtime, build in runs:
+                model = build()
+                if model is None:
+                    continue
+                result = mindspore_speed(model, name, runtime, mode, size, batch, repeats)
+                print(format_row(result), flush=True)
+                rows.append(result.as_dict())
+        if use_onnx:
+            result = onnxruntime_speed(create_model(name), name, size, batch, repeats)
+            print(format_row(result), flush=True)
+            rows.append(result.as_dict())
+    return {"batch_size": batch, "repeats": repeats, "cpu_count": os.cpu_count(), "rows": rows}
+
+
+DEFAULT_PROFILE_MODELS = ["mobilenet_v2_100", "mobilenet_v3_small_100", "mobilenet_v1_100"]
+
+
+def bench_profile(args: argparse.Namespace) -> dict:
+    """Per-operator-type CPU time of each model, every layer timed alone at its real shape (mindcv_mobilenet.perf)."""
+    from mindcv_mobilenet.perf.opprofile import format_profile, profile_model
+
+    print(f"per-layer profile, graph mode, batch {args.profile_batch_size}, oneDNN ISA cap "
+          f"{os.environ.get('ONEDNN_MAX_CPU_ISA', '(default)')}; median of {args.profile_repeats}")
+    results = []
+    for name in args.profile_models:
+        result = profile_model(name, args.profile_batch_size, args.image_size, args.profile_repeats,
+                               backward=not args.profile_forward_only)
+        print(format_profile(result) + "\n", flush=True)
+        results.append(result)
+    return {"isa": os.environ.get("ONEDNN_MAX_CPU_ISA", ""), "models": results}
+
+
+def bench_compare(args: argparse.Namespace) -> dict:
+    """Ours vs mindcv (as shipped, and with our CPU setting), one fresh process per row (mindcv_mobilenet.perf)."""
+    from mindcv_mobilenet.perf.compare import HEADER, compare, ratios
+
+    print(f"compare, fp32, {os.cpu_count()} CPU(s): inference batch {args.compare_infer_batches}, training batch "
+          f"{args.compare_train_batch}; median of {args.compare_repeats} steps after the first call")
+    print(HEADER.format(infer="inference"))
+    rows = compare(args.compare_models, args.compare_variants, args.compare_modes, args.compare_infer_batches,
+                   args.compare_train_batch, args.compare_repeats)
+    table = ratios(rows)
+    for entry in table:
+        print("  ours/mindcv " + " ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
+                                          for k, v in entry.items()))
+    return {"rows": rows, "ratios": table}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="mindcv_mobilenet benchmarks")
+    parser.add_argument("--data", action="store_true", help="data pipeline throughput (decode + training augment)")
+    parser.add_argument("--data-root", default=None, help="ImageNet-layout folder (default: shared imagenet-samples)")
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--epochs", type=int, default=4, help="passes per setting; the first is warm-up")
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    group = parser.add_argument_group("--train: training speed")
+    group.add_argument("--train", action="store_true", help="training images/s (graph and PyNative) vs mindcv")
+    group.add_argument("--train-models", nargs="+", default=DEFAULT_TRAIN_MODELS)
+    group.add_argument("--train-batch-size", type=int, default=32)
+    group.add_argument("--train-image-size", type=int, default=224)
+    group.add_argument("--train-modes", type=int, nargs="+", default=[0, 1], choices=[0, 1],
+                       help="0: graph, 1: PyNative")
+    group.add_argument("--train-steps", type=int, default=5, help="timed steps per setting")
+    group.add_argument("--train-warmup", type=int, default=2, help="untimed steps first (graph compile)")
+    group.add_argument("--mindcv_path", "--mindcv-path", default=None,
+                       help="folders to add to sys.path for mindcv (os.pathsep-separated), e.g. "
+                            "/tmp/mindcv/src:/tmp/mcvdeps")
+    group = parser.add_argument_group("--infer: inference speed")
+    group.add_argument("--infer", action="store_true", help="inference latency/throughput: graph, PyNative, mindcv, "
+                       "ONNX Runtime")
+    group.add_argument("--infer-models", nargs="+", default=DEFAULT_INFER_MODELS,
+                       help="model names or patterns (default: one per family: V1, V2, V3 small and large)")
+    group.add_argument("--all", action="store_true", help="every registered model (--infer)")
+    group.add_argument("--infer-batch-size", type=int, default=32, help="throughput batch size")
+    group.add_argument("--infer-image-size", type=int, default=None, help="resolution (default: each model's own)")
+    group.add_argument("--infer-modes", type=int, nargs="+", default=[0, 1], choices=[0, 1],
+                       help="0: graph, 1: PyNative")
+    group.add_argument("--infer-repeats", type=int, default=5, help="timed calls at batch 1 (half as many at batch N)")
+    group.add_argument("--no-mindcv", action="store_true", help="skip mindcv's models")
+    group.add_argument("--no-onnx", action="store_true", help="skip ONNX Runtime")
+    group = parser.add_argument_group("--profile: per-operator-type time (mindcv_mobilenet/perf/opprofile.py)")
+    group.add_argument("--profile", action="store_true", help="time every layer alone at its real shape, per op type")
+    group.add_argument("--profile-models", nargs="+", default=DEFAULT_PROFILE_MODELS)
+    group.add_argument("--profile-batch-size", type=int, default=32)
+    group.add_argument("--profile-repeats", type=int, default=3)
+    group.add_argument("--profile-forward-only", action="store_true", help="skip forward+backward")
+    group = parser.add_argument_group("--compare: ours vs mindcv, fresh process per row (mindcv_mobilenet/perf)")
+    group.add_argument("--compare", action="store_true", help="ours vs mindcv: inference, training, compile, RSS")
+    group.add_argument("--compare-models", nargs="+", default=DEFAULT_PROFILE_MODELS)
+    group.add_argument("--compare-variants", nargs="+", default=["mindcv", "mindcv+cap", "ours", "ours fused"],
+                       choices=["mindcv", "mindcv+cap", "ours", "ours fused"])
+    group.add_argument("--compare-modes", nargs="+", default=["graph", "pynative"], choices=["graph", "pynative"])
+    group.add_argument("--compare-infer-batches", type=int, nargs="+", default=[1, 32])
+    group.add_argument("--compare-train-batch", type=int, default=32, help="0: no training row")
+    group.add_argument("--compare-repeats", type=int, default=3)
+    args = parser.parse_args()
+    modes = {"data": bench_data, "train": bench_train, "infer": bench_infer,
+             "profile": bench_profile, "compare": bench_compare}
+    chosen = [name for name in modes if getattr(args, name)]
+    if not chosen:
+        parser.error(f"choose a benchmark: {', '.join('--' + m for m in modes)}")
+    results = {name: modes[name](args) for name in chosen}
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
