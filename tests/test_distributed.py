@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MSRUN = shutil.which("msrun") or os.path.join(os.path.dirname(sys.executable), "msrun")
+_VENV_MSRUN = os.path.join(os.path.dirname(sys.executable), "msrun")  # the launcher of this interpreter's MindSpore
+MSRUN = _VENV_MSRUN if os.path.exists(_VENV_MSRUN) else (shutil.which("msrun") or _VENV_MSRUN)
 
 
 def _free_port() -> int:
@@ -32,7 +33,9 @@ def test_two_ranks_on_cpu(tmp_path):
         "--epoch_size", "1", "--num_parallel_workers", "1", "--opt", "momentum", "--lr", "0.05",
         "--warmup_epochs", "0", "--ckpt_save_dir", str(run), "--log_interval", "2",
     ]
-    env = {**os.environ, "MINDCV_MOBILENET_DEBUG_DIR": str(debug), "PYTHONPATH": REPO}
+    # msrun starts its workers with the `python` on PATH: make it this interpreter (CI does not activate the venv)
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    env = {**os.environ, "MINDCV_MOBILENET_DEBUG_DIR": str(debug), "PYTHONPATH": REPO, "PATH": path}
     result = subprocess.run(cmd, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=280)
     worker_logs = "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(logs.glob("worker_*.log")))
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:] + worker_logs
