@@ -17,6 +17,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import Tensor, nn
 
+from ..models.layers import exportable_activations
 from ..utils.errors import UserError
 from ..utils.fileio import atomic_path
 
@@ -158,7 +159,11 @@ def export_model(
     result = ExportResult(os.path.abspath(path), file_format, shape)
     with atomic_path(path) as tmp_path:
         try:
-            ms.export(model, example, file_name=tmp_path, file_format=file_format)
+            if file_format == "ONNX":  # hard-swish/sigmoid as ReLU6 formulas: MindSpore's kernels have no ONNX op
+                with exportable_activations(model):
+                    ms.export(model, example, file_name=tmp_path, file_format=file_format)
+            else:
+                ms.export(model, example, file_name=tmp_path, file_format=file_format)
         except (RuntimeError, ValueError, TypeError) as err:
             reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
             raise ExportError(f"MindSpore could not export {getattr(model, 'model_name', 'the model')} to "
