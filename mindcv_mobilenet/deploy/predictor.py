@@ -8,6 +8,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import Tensor
 
+from ..models.fuse import fuse_bn
 from .loading import LoadedModel
 
 BACKENDS = ("mindspore", "onnxruntime")
@@ -18,12 +19,12 @@ class Predictor(Protocol):
 
 
 class MindSporePredictor:
-    """The MindSpore network. In graph mode a batch smaller than the first one is padded to its size (and the padding
-    dropped from the output), so the network is compiled once instead of once per batch shape."""
+    """The MindSpore network with BatchNorm folded into its convolutions (same logits, ~2x faster on CPU; the model
+    is folded in place: it serves inference only from here on). In graph mode a batch smaller than the first one is
+    padded to its size (and the padding dropped from the output), so the network is compiled once."""
 
     def __init__(self, loaded: LoadedModel) -> None:
-        self.model = loaded.model
-        self.model.set_train(False)
+        self.model = fuse_bn(loaded.model, inplace=True)
         self.batch_size: int | None = None
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
