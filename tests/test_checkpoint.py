@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import http.server
 import logging
 import os
-import threading
 
+import data_fixtures
 import mindspore as ms
 import numpy as np
 import pytest
@@ -19,6 +18,7 @@ from mindcv_mobilenet.utils import checkpoint as ckpt
 from mindcv_mobilenet.utils.errors import CheckpointError, DownloadError
 
 NAME = "mobilenet_v2_035_96"
+file_server = data_fixtures.file_server  # a file server on 127.0.0.1 (shared fixture)
 
 
 @pytest.fixture(scope="module")
@@ -126,73 +126,39 @@ def test_save_is_atomic(tmp_path, monkeypatch):
 # --- pretrained weights from a server on 127.0.0.1 --------------------------------------------------------------
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    files: dict[str, bytes] = {}
-    truncate: set[str] = set()
-    requests: list[str] = []
-
-    def do_GET(self):  # noqa: N802 (http.server's name)
-        type(self).requests.append(self.path)
-        body = self.files.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body[: len(body) // 2] if self.path in self.truncate else body)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture()
-def server():
-    _Handler.files, _Handler.truncate, _Handler.requests = {}, set(), []
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield _Handler, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-
-
 def _publish(monkeypatch, url: str, sha256: str) -> None:
     config = dataclasses.replace(registry.get_model_config(NAME), url=url, sha256=sha256)
     monkeypatch.setitem(registry._model_configs, NAME, config)
 
 
-def test_pretrained_downloads_verifies_and_reuses_the_cache(server, v2_checkpoint, monkeypatch, tmp_path):
-    handler, base = server
+def test_pretrained_downloads_verifies_and_reuses_the_cache(file_server, v2_checkpoint, monkeypatch, tmp_path):
     model, path = v2_checkpoint
     data = open(path, "rb").read()
     digest = hashlib.sha256(data).hexdigest()
-    handler.files["/w/v2-abc.ckpt"] = data
+    file_server.routes["/w/v2-abc.ckpt"] = data
     monkeypatch.setenv("MINDCV_MOBILENET_CACHE", str(tmp_path / "cache"))
-    _publish(monkeypatch, base + "/w/v2-abc.ckpt", digest[:8])
+    _publish(monkeypatch, file_server.url("/w/v2-abc.ckpt"), digest[:8])
     loaded = mm.create_model(NAME, pretrained=True)
     _same_params(model, loaded)
     assert (tmp_path / "cache" / "checkpoints" / "v2-abc.ckpt").read_bytes() == data
     mm.create_model(NAME, pretrained=True)
-    assert handler.requests == ["/w/v2-abc.ckpt"]  # the second call used the cache
+    assert file_server.requests == {"/w/v2-abc.ckpt": 1}  # the second call used the cache
 
 
-def test_pretrained_sha_mismatch_keeps_nothing(server, v2_checkpoint, monkeypatch, tmp_path):
-    handler, base = server
-    handler.files["/w/v2.ckpt"] = open(v2_checkpoint[1], "rb").read()
+def test_pretrained_sha_mismatch_keeps_nothing(file_server, v2_checkpoint, monkeypatch, tmp_path):
+    file_server.routes["/w/v2.ckpt"] = open(v2_checkpoint[1], "rb").read()
     monkeypatch.setenv("MINDCV_MOBILENET_CACHE", str(tmp_path / "cache"))
-    _publish(monkeypatch, base + "/w/v2.ckpt", "0123abcd")
+    _publish(monkeypatch, file_server.url("/w/v2.ckpt"), "0123abcd")
     with pytest.raises(DownloadError, match="sha256 .* expected 0123abcd"):
         mm.create_model(NAME, pretrained=True)
     assert os.listdir(tmp_path / "cache" / "checkpoints") == []
 
 
-def test_pretrained_cut_short_keeps_nothing(server, v2_checkpoint, monkeypatch, tmp_path):
-    handler, base = server
-    handler.files["/w/v2.ckpt"] = open(v2_checkpoint[1], "rb").read()
-    handler.truncate.add("/w/v2.ckpt")
+def test_pretrained_cut_short_keeps_nothing(file_server, v2_checkpoint, monkeypatch, tmp_path):
+    file_server.routes["/w/v2.ckpt"] = open(v2_checkpoint[1], "rb").read()
+    file_server.short.add("/w/v2.ckpt")
     monkeypatch.setenv("MINDCV_MOBILENET_CACHE", str(tmp_path / "cache"))
-    _publish(monkeypatch, base + "/w/v2.ckpt", "")
+    _publish(monkeypatch, file_server.url("/w/v2.ckpt"), "")
     with pytest.raises(DownloadError):
         mm.create_model(NAME, pretrained=True)
     assert os.listdir(tmp_path / "cache" / "checkpoints") == []
