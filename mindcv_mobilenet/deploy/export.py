@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 
 import mindspore as ms
+import mindspore.onnx  # noqa: F401  (ms.onnx.export; ms.export's ONNX path is deprecated)
 import numpy as np
 from mindspore import Tensor, nn
 
@@ -161,7 +162,7 @@ def export_model(
         try:
             if file_format == "ONNX":  # hard-swish/sigmoid as ReLU6 formulas: MindSpore's kernels have no ONNX op
                 with exportable_activations(model):
-                    ms.export(model, example, file_name=tmp_path, file_format=file_format)
+                    ms.onnx.export(model, example, file_name=tmp_path)
             else:
                 ms.export(model, example, file_name=tmp_path, file_format=file_format)
         except (RuntimeError, ValueError, TypeError) as err:

@@ -19,9 +19,10 @@ class Predictor(Protocol):
 
 
 class MindSporePredictor:
-    """The MindSpore network with BatchNorm folded into its convolutions (same logits, fewer kernels: 5-10% faster
-    in graph mode on CPU, more in PyNative; folded in place, so the model serves inference only from here on). In graph mode a batch smaller than the first one is
-    padded to its size (and the padding dropped from the output), so the network is compiled once."""
+    """The MindSpore network with BatchNorm folded into its convolutions (same logits, fewer kernels: 5-10% faster in
+    graph mode on CPU; folded in place, so the model serves inference only from here on). In graph mode a batch
+    smaller than the first one is padded to its size (and the padding dropped from the output), so the network is
+    compiled once."""
 
     def __init__(self, loaded: LoadedModel) -> None:
         self.model = fuse_bn(loaded.model, inplace=True)

@@ -56,7 +56,7 @@ class TrainStep(nn.Cell):
         self.use_ema = ema is not None
         parallel_mode = ms.get_auto_parallel_context("parallel_mode")
         self.reduce = parallel_mode in (ParallelMode.DATA_PARALLEL, ParallelMode.HYBRID_PARALLEL)
-        self.grad_reducer = ops.identity
+        self.grad_reducer = nn.Identity()
         if self.reduce:
             from mindspore.communication import get_group_size
 
