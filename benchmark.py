@@ -307,7 +307,7 @@ def main() -> int:
     group.add_argument("--compare", action="store_true", help="ours vs mindcv: inference, training, compile, RSS")
     group.add_argument("--compare-models", nargs="+", default=DEFAULT_PROFILE_MODELS)
     group.add_argument("--compare-variants", nargs="+", default=["mindcv", "mindcv+cap", "ours", "ours fused"],
-                       choices=["mindcv", "mindcv+cap", "ours", "ours fused"])
+                       choices=["mindcv", "mindcv+cap", "ours", "ours fused", "ours jit"])
     group.add_argument("--compare-modes", nargs="+", default=["graph", "pynative"], choices=["graph", "pynative"])
     group.add_argument("--compare-infer-batches", type=int, nargs="+", default=[1, 32])
     group.add_argument("--compare-train-batch", type=int, default=32, help="0: no training row")

@@ -161,6 +161,9 @@ OPTIONS: tuple[Option, ...] = (
     _opt("val_interval", _int, 1, "epochs between validations while training", _T),
     _opt("dataset_sink_mode", str2bool, False,
          "accepted for mindcv recipes; steps are always driven from Python (no sink)", _T),
+    _opt("pynative_jit", str2bool, False,
+         "with mode 1 (PyNative), compile the model's forward (and so its backward) as one graph with mindspore.jit: "
+         "graph-mode speed with PyNative around it (mindcv's 'F' context); off keeps every op eager for debugging", _T),
     # dataset
     _opt("dataset", _str, "cifar10_demo", "imagenet, folder, cifar10 or cifar10_demo (packaged, no download)",
          group="dataset", choices=("imagenet", "folder", "cifar10", "cifar10_demo")),

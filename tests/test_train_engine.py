@@ -18,6 +18,7 @@ from mindcv_mobilenet.engine.metrics import evaluate, topk_correct
 from mindcv_mobilenet.engine.optim import create_optimizer, param_groups
 from mindcv_mobilenet.engine.scheduler import create_scheduler
 from mindcv_mobilenet.engine.train_step import TrainStep
+from mindcv_mobilenet.perf.runtime import jit_forward
 from mindcv_mobilenet.utils.checkpoint import load_model_weights, save_checkpoint
 from mindcv_mobilenet.utils.errors import ConfigError
 
@@ -49,9 +50,11 @@ def _weights(net: nn.Cell) -> dict[str, np.ndarray]:
     return {p.name: p.asnumpy().copy() for p in net.get_parameters()}
 
 
-def _run_steps(mode: int, steps: int = 3, opt: str = "momentum", **step_kw) -> tuple[list[float], dict]:
+def _run_steps(mode: int, steps: int = 3, opt: str = "momentum", jit: bool = False, **step_kw) -> tuple[list, dict]:
     ms.set_context(mode=mode)
     net = _tiny()
+    if jit:
+        jit_forward(net)
     optimizer = create_optimizer(net.trainable_params(), opt, 0.1, 1e-4, momentum=0.9)
     step = TrainStep(nn.WithLossCell(net, CrossEntropySmooth(0.1)), optimizer, **step_kw)
     step.set_train()
@@ -146,6 +149,14 @@ def test_graph_and_pynative_agree():
     eager_losses, eager_weights = _run_steps(1)
     np.testing.assert_allclose(graph_losses, eager_losses, rtol=1e-5)
     for name, value in graph_weights.items():
+        np.testing.assert_allclose(value, eager_weights[name], rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_pynative_with_a_jit_forward_agrees():
+    eager_losses, eager_weights = _run_steps(1)
+    jit_losses, jit_weights = _run_steps(1, jit=True)
+    np.testing.assert_allclose(jit_losses, eager_losses, rtol=1e-5)
+    for name, value in jit_weights.items():
         np.testing.assert_allclose(value, eager_weights[name], rtol=1e-4, atol=1e-6, err_msg=name)
 
 

@@ -27,6 +27,7 @@ from mindspore import nn
 from ..config import Config
 from ..data import create_dataset, create_loader, create_transforms
 from ..models import create_model, get_model_config
+from ..perf.runtime import jit_forward
 from ..utils.errors import UserError
 from .amp import apply_amp
 from .checkpoint_manager import CheckpointManager, TrainState, restore_training_checkpoint, training_checkpoint
@@ -186,6 +187,8 @@ def _train(cfg: Config, info: DistInfo, run_dir: str) -> dict:
 
     model = create_model(cfg.model, num_classes=num_classes, pretrained=cfg.pretrained, in_channels=cfg.in_channels,
                          checkpoint_path=cfg.ckpt_path or None, drop_rate=cfg.drop_rate)
+    if cfg.mode == 1 and cfg.pynative_jit:
+        jit_forward(model)
     network = apply_amp(model, cfg.amp_level)
     loss_fn = create_loss(cfg.loss, cfg.label_smoothing)
     lrs = create_scheduler(steps_per_epoch, cfg.scheduler, cfg.lr, cfg.min_lr, cfg.warmup_epochs, cfg.warmup_factor,

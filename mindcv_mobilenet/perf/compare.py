@@ -7,7 +7,8 @@ Rows ("variants"):
 * ``mindcv+cap``: mindcv with this package's CPU runtime setting (``ONEDNN_MAX_CPU_ISA=AVX2``), to separate what the
   setting gives from what the model code gives;
 * ``ours``: this package as imported (the setting applies itself, see :mod:`mindcv_mobilenet.perf.runtime`);
-* ``ours fused``: the same, with BatchNorm folded into the convolutions (inference only, :func:`fuse_bn`).
+* ``ours fused``: the same, with BatchNorm folded into the convolutions (inference only, :func:`fuse_bn`);
+* ``ours jit``: the same, with the forward compiled by ``mindspore.jit`` (``pynative_jit: True``; PyNative only).
 
 Each process builds one model in one execution mode and measures inference at every requested batch size and one
 training step (forward + backward + momentum update), reporting the first call (graph compile or PyNative set-up),
@@ -30,6 +31,7 @@ VARIANTS = {
     "mindcv+cap": {"ONEDNN_MAX_CPU_ISA": "AVX2"},
     "ours": {},
     "ours fused": {},
+    "ours jit": {},
 }
 
 
@@ -57,8 +59,10 @@ def _build(variant: str, name: str):
                 continue
         raise RuntimeError(f"mindcv has no model {name}")
     from ..models import create_model
+    from .runtime import jit_forward
 
-    return create_model(name)
+    model = create_model(name)
+    return jit_forward(model) if variant == "ours jit" else model
 
 
 def worker(variant: str, name: str, mode: str, infer_batches: list[int], train_batch: int, repeats: int,

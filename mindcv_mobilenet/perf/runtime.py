@@ -35,3 +35,16 @@ def configure_cpu_runtime(isa: str = DEFAULT_ISA) -> str | None:
         return current
     os.environ[ISA_ENV] = isa
     return isa
+
+
+def jit_forward(model) -> object:
+    """Compile ``model``'s forward as one graph when run in PyNative mode (``mindspore.jit``), in place.
+
+    PyNative dispatches every operator from Python; for MobileNetV3-Small that is ~600 kernels per training step and
+    dominates the step time on CPU. Compiling the forward (its backward follows) gives graph-mode speed while the loop,
+    the optimizer and everything around the model stay eager. In graph mode it changes nothing.
+    """
+    import mindspore as ms
+
+    model.construct = ms.jit(model.construct)
+    return model
