@@ -290,7 +290,21 @@ def options_for(kind: str, extra: Sequence[Option] = ()) -> list[Option]:
     return [o for o in OPTIONS if kind in o.kinds] + list(extra)
 
 
+# Names other trainers use for a key (timm, torchvision, Keras); spelling alone would not lead to mindcv's names.
+SYNONYMS = {
+    "learning_rate": "lr", "lerning_rate": "lr", "epochs": "epoch_size", "num_epochs": "epoch_size",
+    "optimizer": "opt", "optim": "opt", "model_name": "model", "arch": "model", "data": "data_dir",
+    "data_path": "data_dir", "img_size": "image_resize", "image_size": "image_resize", "resume_from": "resume",
+    "checkpoint": "ckpt_path", "checkpoint_path": "ckpt_path", "output_dir": "ckpt_save_dir",
+    "smoothing": "label_smoothing", "warmup": "warmup_epochs", "wd": "weight_decay",
+    "workers": "num_parallel_workers", "amp": "amp_level",
+}
+
+
 def _suggest(name: str, known: Sequence[str]) -> str:
+    synonym = SYNONYMS.get(name.lower().replace("-", "_"))
+    if synonym in known:
+        return f"; did you mean '{synonym}'?"
     close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.5)
     return f"; did you mean '{close[0]}'?" if close else ""
 

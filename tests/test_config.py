@@ -61,6 +61,13 @@ def test_unknown_flag_suggests_nearest():
         parse_args("validate", ["--lr", "0.1"])
 
 
+@pytest.mark.parametrize("flag, key", [("--learning_rate", "lr"), ("--epochs", "epoch_size"),
+                                       ("--optimizer", "opt")])
+def test_other_trainers_names_point_to_mindcv_keys(flag, key):
+    with pytest.raises(ConfigError, match=f"unknown option {flag}; did you mean '{key}'"):
+        parse_args("train", [flag, "1"])
+
+
 def test_bad_values_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="'lr'"):
         parse_args("train", ["--lr", "fast"])
