@@ -90,8 +90,8 @@ def load_model(
     stored = checkpoint_classes(params, model_name, ema)
     num_classes = num_classes or stored
     model = create_model(model_name, num_classes=num_classes, in_channels=in_channels)
-    # strict (another model's checkpoint is an error); by path, so that messages name the file
-    skipped = load_model_weights(model, path, ema=ema)
+    # strict (another model's checkpoint is an error); messages name the file
+    skipped = load_model_weights(model, params, ema=ema, source=path)
     if skipped:
         raise CheckpointError(
             f"{path}: its classifier has {stored} classes but the model was asked for {model.num_classes} "

@@ -80,7 +80,8 @@ def restore_training_checkpoint(path: str, model: nn.Cell, optimizer: nn.Optimiz
     if saved_steps != steps_per_epoch:
         raise CheckpointError(f"{path} was written with {saved_steps} steps per epoch, this run has {steps_per_epoch}: "
                               "resume with the same data, batch_size and number of ranks")
-    skipped = load_model_weights(model, {k: v for k, v in params.items() if not k.startswith(EMA_PREFIX)})
+    weights = {k: v for k, v in params.items() if not k.startswith(EMA_PREFIX)}
+    skipped = load_model_weights(model, weights, source=path)
     if skipped:
         raise CheckpointError(f"{path}: its classifier has another number of classes than the run; cannot resume")
     for name, param in optimizer_state(optimizer, model).items():

@@ -62,14 +62,17 @@ def _short_list(names: list[str], limit: int = 6) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def load_model_weights(model: nn.Cell, checkpoint: str | dict, ema: bool = False) -> list[str]:
+def load_model_weights(
+    model: nn.Cell, checkpoint: str | dict, ema: bool = False, source: str | None = None
+) -> list[str]:
     """Load a checkpoint (path or dict) into ``model`` strictly; return the names left at initialisation.
 
     Only the final classifier may be skipped, when its shape differs (another number of classes). Mindcv's V1
     weights with 1001 outputs are cut to the model's 1000. A one-channel model sums the first convolution over RGB.
-    Anything else that does not fit raises :class:`CheckpointError` listing the parameter names.
+    Anything else that does not fit raises :class:`CheckpointError` listing the parameter names. ``source`` names
+    a dict's file in messages (a path names itself), so a caller that already read the file need not read it again.
     """
-    source = checkpoint if isinstance(checkpoint, str) else "checkpoint"
+    source = source or (checkpoint if isinstance(checkpoint, str) else "checkpoint")
     params = read_checkpoint(checkpoint) if isinstance(checkpoint, str) else dict(checkpoint)
     if ema:
         ema_params = {k[len("ema."):]: v for k, v in params.items() if k.startswith("ema.")}
