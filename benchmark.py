@@ -138,14 +138,13 @@ def _mindcv_factory(path: str | None):
 
 
 def _mindcv_model(factory, name: str):
-    """mindcv's model of the same name (mindcv spells some with the resolution: ``mobilenet_v2_035_224``)."""
-    for candidate in (name, f"{name}_224"):
-        try:
-            return factory(candidate, num_classes=1000)
-        except RuntimeError:  # "Unknown model"
-            continue
-    print(f"mindcv has no model {name}", file=sys.stderr)
-    return None
+    """mindcv's model of the same name, or None (said on stderr)."""
+    from mindcv_mobilenet.perf.compare import mindcv_model
+
+    model = mindcv_model(factory, name)
+    if model is None:
+        print(f"mindcv has no model {name}", file=sys.stderr)
+    return model
 
 
 def bench_train(args: argparse.Namespace) -> dict:

@@ -11,6 +11,7 @@ from pathlib import Path
 import mindspore as ms
 import numpy as np
 import pytest
+from conftest import REPO_ROOT, SHARED_DIR, shared_path
 from PIL import Image
 
 from mindcv_mobilenet.convert import (
@@ -26,18 +27,14 @@ from mindcv_mobilenet.models.mobilenet_v2 import BLOCKS as V2_BLOCKS
 from mindcv_mobilenet.utils.checkpoint import load_model_weights
 from mindcv_mobilenet.utils.errors import CheckpointError, UserError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("MINDCV_MOBILENET_SHARED", REPO_ROOT.parent / "shared"))
-NPZ = SHARED / "weights" / "mobilenet_v2_1.0_224_torchvision_dequant.npz"
-VAL = SHARED / "data" / "imagenet-samples" / "val"
+NPZ = SHARED_DIR / "weights" / "mobilenet_v2_1.0_224_torchvision_dequant.npz"
+VAL = SHARED_DIR / "data" / "imagenet-samples" / "val"
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
 def _need(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"real data not present: {path} (set MINDCV_MOBILENET_SHARED to the shared folder)")
-    return path
+    return shared_path(str(path.relative_to(SHARED_DIR)))
 
 
 def preprocess(path: Path, resize: int = 256, crop: int = 224) -> np.ndarray:

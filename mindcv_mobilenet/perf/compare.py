@@ -48,16 +48,25 @@ def _timed(fn, repeats: int) -> tuple[float, float]:
     return first, float(np.median(times))
 
 
+def mindcv_model(create, name: str):
+    """mindcv's model of the same name via its ``create`` (mindcv spells some with the resolution:
+    ``mobilenet_v2_035_224``), or None when it has none."""
+    for candidate in (name, f"{name}_224"):
+        try:
+            return create(candidate, num_classes=1000)
+        except RuntimeError:  # "Unknown model"
+            continue
+    return None
+
+
 def _build(variant: str, name: str):
     if variant.startswith("mindcv"):
         from mindcv.models import create_model as mindcv_create
 
-        for candidate in (name, f"{name}_224"):
-            try:
-                return mindcv_create(candidate, num_classes=1000)
-            except RuntimeError:
-                continue
-        raise RuntimeError(f"mindcv has no model {name}")
+        model = mindcv_model(mindcv_create, name)
+        if model is None:
+            raise RuntimeError(f"mindcv has no model {name}")
+        return model
     from ..models import create_model
     from .runtime import jit_forward
 
