@@ -103,17 +103,20 @@ def transforms_imagenet_eval(
     **_train_only,
 ) -> list:
     """Resize the shorter side to ``image_resize / crop_pct``, center-crop ``image_resize``, Normalize, HWC2CHW."""
+    return _resize_center_crop(image_resize, crop_pct, _interpolation(interpolation)) + [
+        vision.Normalize(mean=list(mean), std=list(std)),
+        vision.HWC2CHW(),
+    ]
+
+
+def _resize_center_crop(image_resize: Size, crop_pct: float, inter) -> list:
+    """Resize to ``image_resize / crop_pct`` (the shorter side for a square size), then center-crop ``image_resize``."""
     if isinstance(image_resize, (tuple, list)) and image_resize[0] != image_resize[1]:
         scale_size: Size = tuple(int(math.floor(x / crop_pct)) for x in image_resize)
     else:
         side = image_resize[0] if isinstance(image_resize, (tuple, list)) else image_resize
         scale_size = int(math.floor(side / crop_pct))
-    return [
-        vision.Resize(scale_size, interpolation=_interpolation(interpolation)),
-        vision.CenterCrop(image_resize),
-        vision.Normalize(mean=list(mean), std=list(std)),
-        vision.HWC2CHW(),
-    ]
+    return [vision.Resize(scale_size, interpolation=inter), vision.CenterCrop(image_resize)]
 
 
 def transforms_cifar(
@@ -146,8 +149,7 @@ def transforms_cifar(
         if hflip > 0:
             primary.append(vision.RandomHorizontalFlip(prob=hflip))
     if crop_pct and not is_training:
-        side = image_resize[0] if isinstance(image_resize, (tuple, list)) else image_resize
-        primary += [vision.Resize(int(math.floor(side / crop_pct)), interpolation=inter), vision.CenterCrop(side)]
+        primary += _resize_center_crop(image_resize, crop_pct, inter)
     elif not native:
         size = tuple(image_resize) if isinstance(image_resize, (tuple, list)) else (image_resize, image_resize)
         primary.append(vision.Resize(size, interpolation=inter))
