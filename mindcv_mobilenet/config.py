@@ -213,6 +213,14 @@ OPTIONS: tuple[Option, ...] = (
     _opt("ema", str2bool, False, "train: keep an EMA of the weights; validate/infer: use the EMA weights",
          group="model"),
     _opt("ema_decay", _float, 0.9999, "EMA decay", _T, "model"),
+    # fine-tuning (engine/finetune.py)
+    _opt("freeze_backbone", str2bool, False, "train the classifier only, on backbone features computed once per run",
+         _T, "model"),
+    _opt("freeze_bn", str2bool, False, "BatchNorm in inference mode: statistics, gamma and beta frozen", _T, "model"),
+    _opt("layer_decay", _float, None, "layer-wise lr decay in (0, 1]: layer i of n trains at lr x decay^(n-i)", _T,
+         "model", optional=True),
+    _opt("bn_calibration_images", _int, 512, "weights with BatchNorm folded in get real BatchNorm statistics from "
+         "this many training images before training (0: keep them folded)", _T, "model"),
     _opt("amp_level", _str, "O0", "mixed precision: O0 fp32, O1 white-list fp16, O2 all but black-list, O3 all fp16",
          group="model", choices=AMP_LEVELS),
     # checkpoints
@@ -440,3 +448,7 @@ def _check(cfg: Config, kind: str) -> None:
         raise ConfigError(f"label_smoothing must be in [0, 1), not {cfg.label_smoothing}")
     if cfg.resume and cfg.ckpt_path:
         raise ConfigError("give either --resume (continue a run) or --ckpt_path (initial weights), not both")
+    if cfg.layer_decay is not None and not 0.0 < cfg.layer_decay <= 1.0:
+        raise ConfigError(f"layer_decay must be in (0, 1] (1 or none: the same lr everywhere), not {cfg.layer_decay}")
+    if cfg.bn_calibration_images < 0:
+        raise ConfigError(f"bn_calibration_images must not be negative, not {cfg.bn_calibration_images}")

@@ -20,18 +20,26 @@ OPTIMIZERS = ("momentum", "sgd", "adamw", "adam", "rmsprop")
 NO_DECAY_SUFFIXES = (".bias", ".gamma", ".beta")
 
 
-def param_groups(params: Sequence[Parameter], weight_decay: float, filter_bias_and_bn: bool) -> list:
-    """Parameters as one group, or two (decayed weights / undecayed biases and BatchNorm) keeping their order."""
+def param_groups(params: Sequence[Parameter], weight_decay: float, filter_bias_and_bn: bool,
+                 lr: Tensor | float | None = None, lr_scales: Sequence[float] | None = None) -> list:
+    """Parameters as one group, or groups keeping their order: decayed weights / undecayed biases and BatchNorm
+    (``filter_bias_and_bn``), each split further by learning-rate scale (``lr_scales``, one per parameter, applied
+    to ``lr``: layer-wise decay).
+    """
     params = list(params)
-    if not filter_bias_and_bn or weight_decay == 0:
+    decays = [0.0 if filter_bias_and_bn and p.name.endswith(NO_DECAY_SUFFIXES) else weight_decay for p in params]
+    scales = list(lr_scales) if lr_scales is not None else [1.0] * len(params)
+    keys = sorted(set(zip(decays, scales, strict=True)), key=lambda k: (-k[0], -k[1]))
+    if len(keys) == 1 and scales[0] == 1.0:
         return params
-    decay = [p for p in params if not p.name.endswith(NO_DECAY_SUFFIXES)]
-    no_decay = [p for p in params if p.name.endswith(NO_DECAY_SUFFIXES)]
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-        {"order_params": params},
-    ]
+    groups: list = []
+    for decay, scale in keys:
+        group = {"params": [p for p, d, s in zip(params, decays, scales, strict=True) if (d, s) == (decay, scale)],
+                 "weight_decay": decay}
+        if scale != 1.0:
+            group["lr"] = lr * scale
+        groups.append(group)
+    return groups + [{"order_params": params}]
 
 
 def create_optimizer(
@@ -43,15 +51,21 @@ def create_optimizer(
     nesterov: bool = False,
     filter_bias_and_bn: bool = True,
     eps: float = 1e-10,
+    lr_scales: Sequence[float] | None = None,
 ) -> nn.Optimizer:
     """Build the optimizer; ``lr`` may be a per-step array (a dynamic learning rate indexed by ``global_step``).
+
+    ``lr_scales`` (one factor per parameter) gives parameters their own multiple of ``lr`` (layer-wise decay).
 
     Loss scaling is handled by the train step (gradients reach the optimizer unscaled), so no ``loss_scale`` here.
     """
     opt = opt.lower()
+    groups = param_groups(params, weight_decay, filter_bias_and_bn, lr, lr_scales)
+    for group in groups:  # per-group learning rates (layer decay): MindSpore takes arrays as Tensors
+        if isinstance(group, dict) and isinstance(group.get("lr"), np.ndarray):
+            group["lr"] = Tensor(group["lr"].astype(np.float32))
     if isinstance(lr, np.ndarray):
         lr = Tensor(lr.astype(np.float32))
-    groups = param_groups(params, weight_decay, filter_bias_and_bn)
     # with groups the decay is per group; MindSpore wants the top-level value to be 0 then
     wd = 0.0 if isinstance(groups[0], dict) else weight_decay
     if opt == "momentum":

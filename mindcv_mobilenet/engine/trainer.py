@@ -33,6 +33,7 @@ from .amp import apply_amp
 from .checkpoint_manager import CheckpointManager, TrainState, restore_training_checkpoint, training_checkpoint
 from .distributed import DistInfo, Reducer, init_distributed
 from .ema import EMA
+from .finetune import HeadOnFeatures, cache_features, freeze_backbone, freeze_batchnorm, layer_lr_scales
 from .loss import create_loss
 from .metrics import AverageMeter, RunLog, evaluate, format_seconds
 from .optim import create_optimizer
@@ -187,15 +188,26 @@ def _train(cfg: Config, info: DistInfo, run_dir: str) -> dict:
 
     model = create_model(cfg.model, num_classes=num_classes, pretrained=cfg.pretrained, in_channels=cfg.in_channels,
                          checkpoint_path=cfg.ckpt_path or None, drop_rate=cfg.drop_rate)
+    _prepare_finetune(cfg, model, info, num_classes)
+    train_cache = val_cache = None
+    if cfg.freeze_backbone:  # the head trains on features computed once (engine/finetune.py)
+        train_cache = cache_features(model, iterate(build_loader(cfg, cfg.train_split, False, info, num_classes)),
+                                     "training")
+        val_cache = cache_features(model, iterate(val_loader), "validation") if val_loader is not None else None
+        steps_per_epoch = train_cache.steps(cfg.batch_size, cfg.drop_remainder)
+        if steps_per_epoch == 0:
+            raise UserError(f"no full batch of {cfg.batch_size} in the training data: lower batch_size")
     if cfg.mode == 1 and cfg.pynative_jit:
         jit_forward(model)
-    network = apply_amp(model, cfg.amp_level)
+    network = apply_amp(HeadOnFeatures(model) if train_cache else model, cfg.amp_level)
     loss_fn = create_loss(cfg.loss, cfg.label_smoothing)
     lrs = create_scheduler(steps_per_epoch, cfg.scheduler, cfg.lr, cfg.min_lr, cfg.warmup_epochs, cfg.warmup_factor,
                            cfg.decay_epochs, cfg.decay_rate, cfg.multi_step_decay_milestones, cfg.epoch_size,
                            cfg.lr_epoch_stair, cfg.num_cycles, cfg.cycle_decay)
-    optimizer = create_optimizer(model.trainable_params(), cfg.opt, lrs, cfg.weight_decay, cfg.momentum,
-                                 cfg.use_nesterov, cfg.filter_bias_and_bn, cfg.eps)
+    params = model.trainable_params()
+    optimizer = create_optimizer(params, cfg.opt, lrs, cfg.weight_decay, cfg.momentum, cfg.use_nesterov,
+                                 cfg.filter_bias_and_bn, cfg.eps,
+                                 layer_lr_scales(params, cfg.layer_decay) if cfg.layer_decay else None)
     ema = EMA(model, cfg.ema_decay) if cfg.ema else None
     step_cell = TrainStep(nn.WithLossCell(network, loss_fn), optimizer, cfg.loss_scale, cfg.dynamic_loss_scale,
                           cfg.loss_scale_window, cfg.clip_grad, cfg.clip_value, ema)
@@ -218,11 +230,14 @@ def _train(cfg: Config, info: DistInfo, run_dir: str) -> dict:
     last_val: dict | None = None
     for epoch in range(state.epoch, cfg.epoch_size):
         seed_everything(cfg.seed + epoch)  # the epoch's shuffle and augmentation depend on the epoch only
-        loader = build_loader(cfg, cfg.train_split, True, info, num_classes)
+        if train_cache is not None:
+            batches = train_cache.batches(cfg.batch_size, cfg.drop_remainder, seed=cfg.seed + epoch)
+        else:
+            batches = iterate(build_loader(cfg, cfg.train_split, True, info, num_classes))
         meter, skipped = AverageMeter(), 0
         start = time.time()
         first_step_end = None
-        for i, (images, labels) in enumerate(iterate(loader)):
+        for i, (images, labels) in enumerate(batches):
             loss, finite, scale = step_cell(images, labels)
             loss_value = float(loss.asnumpy())
             if not math.isfinite(loss_value):
@@ -256,11 +271,12 @@ def _train(cfg: Config, info: DistInfo, run_dir: str) -> dict:
         eval_time = 0.0
         if validate_now:
             eval_start = time.time()
+            val_batches = val_cache.batches(cfg.batch_size) if val_cache is not None else iterate(val_loader)
             if ema is not None:
                 with ema.swapped_in():
-                    last_val = evaluate(network, iterate(val_loader), reducer)
+                    last_val = evaluate(network, val_batches, reducer)
             else:
-                last_val = evaluate(network, iterate(val_loader), reducer)
+                last_val = evaluate(network, val_batches, reducer)
             eval_time = time.time() - eval_start
             record.update(val_top1=last_val["top1"], val_top5=last_val["top5"], val_loss=last_val["loss"],
                           val_images=last_val["count"])
@@ -295,6 +311,32 @@ def _train(cfg: Config, info: DistInfo, run_dir: str) -> dict:
         best = f"best val_top1 {state.best_top1:.2f}% ({manager.best_path}), " if state.best_top1 >= 0 else ""
         _logger.info("done in %s: %slast checkpoint %s", format_seconds(total), best, manager.last_path)
     return summary
+
+
+def _prepare_finetune(cfg: Config, model: nn.Cell, info: DistInfo, num_classes: int) -> None:
+    """Unfold folded BatchNorm from training images, then apply ``freeze_bn`` / ``freeze_backbone``."""
+    from ..models.fuse import folded_pairs, unfold_bn
+
+    loaded = cfg.pretrained or cfg.ckpt_path
+    if cfg.freeze_backbone and not loaded and not cfg.resume:
+        _logger.warning("warning: freeze_backbone without pretrained or ckpt_path weights trains a classifier on "
+                        "randomly initialised features: expect accuracy near chance")
+    folded = folded_pairs(model) if loaded and not cfg.resume else []
+    if folded and cfg.bn_calibration_images and not (cfg.freeze_bn or cfg.freeze_backbone):
+        _logger.info("%s: %d BatchNorm layers carry folded weights (identity statistics); measuring their inputs on "
+                     "%d training images so that they train (bn_calibration_images: 0 keeps them folded)",
+                     cfg.ckpt_path or "pretrained weights", len(folded), cfg.bn_calibration_images)
+        # every rank calibrates on the same images (no sharding), so the ranks start from identical weights
+        calib = build_loader(cfg, cfg.train_split, False, DistInfo(), num_classes)
+        unfold_bn(model, (images for images, _ in iterate(calib)), cfg.bn_calibration_images)
+    elif folded and not (cfg.freeze_bn or cfg.freeze_backbone):
+        _logger.warning("warning: %d BatchNorm layers carry folded weights and bn_calibration_images is 0: training-"
+                        "mode BatchNorm will rescale every layer", len(folded))
+    if cfg.freeze_backbone:
+        _logger.info("freeze_backbone: %d backbone parameters frozen, training %s only", freeze_backbone(model),
+                     "classifier")
+    elif cfg.freeze_bn:
+        _logger.info("freeze_bn: %d BatchNorm layers in inference mode", freeze_batchnorm(model))
 
 
 def _ema_counter(ema: EMA | None) -> dict:

@@ -95,9 +95,15 @@ def create_model(
     checkpoint_path: str | None = None,
     drop_rate: float | None = None,
     ema: bool = False,
+    features_only: bool = False,
+    out_indices: tuple[int, ...] = (0, 1, 2, 3, 4),
     **kwargs,
 ) -> nn.Cell:
     """Build a registered model, optionally with its published weights or a local checkpoint.
+
+    ``features_only=True`` returns the backbone alone (:class:`~mindcv_mobilenet.models.features.FeatureExtractor`):
+    a tuple of feature maps at the reductions ``(2, 4, 8, 16, 32)[i]`` for ``i`` in ``out_indices``, with
+    ``feature_info``; weights load as for the full model and the classifier is dropped.
 
     ``num_classes`` defaults to the model's config (1000). With ``pretrained`` or ``checkpoint_path`` and a different
     ``num_classes``, everything but the classifier is loaded and one log line says so. ``ema=True`` loads the EMA copy
@@ -116,6 +122,10 @@ def create_model(
 
         path = checkpoint_path or pretrained_checkpoint_path(model_name, config)
         load_model_weights(model, path, ema=ema)
+    if features_only:
+        from .features import FeatureExtractor
+
+        return FeatureExtractor(model, out_indices)
     return model
 
 

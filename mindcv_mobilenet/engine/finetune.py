@@ -1,0 +1,125 @@
+"""Fine-tuning controls: folded BatchNorm made trainable, frozen layers, layer-wise learning rates, cached features.
+
+* ``unfold`` (automatic): weights that arrive with BatchNorm folded into the convolutions get real BatchNorm
+  statistics measured on training images before training starts (:func:`~mindcv_mobilenet.models.fuse.unfold_bn`).
+* ``freeze_bn``: every BatchNorm runs in inference mode (moving statistics, gamma and beta fixed), as timm's
+  ``freeze_batch_norm_2d``; useful with small batches or when the pretrained statistics should be kept.
+* ``freeze_backbone``: only the classifier (``model.classifier``, all its layers) trains. The backbone's pooled
+  features are then the same every epoch, so the trainer computes them once (evaluation transform, no augmentation)
+  and trains the head on that cache: a head-only run costs one pass of the backbone, as the MindSpore model_zoo's
+  CPU fine-tuning does.
+* ``layer_decay``: the learning rate of layer ``i`` of ``n`` is ``lr * layer_decay ** (n - i)`` (timm's and mindcv's
+  name): the stem learns slowest, the classifier at the full rate.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+from mindspore import Parameter, Tensor, nn
+
+from ..models.fuse import fuse_bn
+
+_logger = logging.getLogger("mindcv_mobilenet")
+
+
+def freeze_batchnorm(model: nn.Cell) -> int:
+    """Put every BatchNorm of ``model`` in inference mode for good and stop its gamma/beta training; return how many."""
+    count = 0
+    for _, cell in model.cells_and_names():
+        if isinstance(cell, nn.BatchNorm2d):
+            cell.use_batch_statistics = False
+            cell.gamma.requires_grad = False
+            cell.beta.requires_grad = False
+            count += 1
+    return count
+
+
+def freeze_backbone(model: nn.Cell) -> int:
+    """Stop training everything but ``model.classifier``; BatchNorm runs in inference mode. Return the frozen count."""
+    freeze_batchnorm(model)
+    head = {id(p) for p in model.classifier.get_parameters()}
+    frozen = 0
+    for param in model.get_parameters():
+        if id(param) not in head and param.requires_grad:
+            param.requires_grad = False
+            frozen += 1
+    return frozen
+
+
+_FEATURE_INDEX = re.compile(r"^features\.(\d+)\.")
+
+
+def layer_ids(params: Sequence[Parameter]) -> tuple[list[int], int]:
+    """Depth of each parameter for layer-wise decay: ``features.i`` is layer ``i``, anything after the trunk the last.
+
+    Returns the ids and the number of layers ``n`` (the classifier's id).
+    """
+    indices = [_FEATURE_INDEX.match(p.name) for p in params]
+    depth = max((int(m.group(1)) for m in indices if m), default=0) + 1
+    return [int(m.group(1)) if m else depth for m in indices], depth
+
+
+def layer_lr_scales(params: Sequence[Parameter], layer_decay: float) -> list[float]:
+    """``layer_decay ** (n - id)`` for each parameter (see :func:`layer_ids`)."""
+    ids, depth = layer_ids(params)
+    return [layer_decay ** (depth - i) for i in ids]
+
+
+class FeatureCache:
+    """Pooled features and labels of a whole split, computed once with the backbone in inference mode.
+
+    The backbone runs BatchNorm-folded (:func:`~mindcv_mobilenet.models.fuse.fuse_bn`, same values, faster), on a
+    copy: ``model`` and its parameter names are left as they are.
+    """
+
+    def __init__(self, model: nn.Cell, batches: Iterator) -> None:
+        backbone = fuse_bn(model)
+        features, labels = [], []
+        for images, batch_labels in batches:
+            features.append(backbone.pool(backbone.forward_features(images)).asnumpy())
+            labels.append(batch_labels.asnumpy())
+        self.features = np.concatenate(features).astype(np.float32)
+        self.labels = np.concatenate(labels)
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def steps(self, batch_size: int, drop_remainder: bool) -> int:
+        return len(self) // batch_size if drop_remainder else -(-len(self) // batch_size)
+
+    def batches(self, batch_size: int, drop_remainder: bool = False, seed: int | None = None) -> Iterator:
+        """(features, labels) tensors; shuffled by ``seed`` when one is given (the trainer passes seed + epoch)."""
+        order = np.random.default_rng(seed).permutation(len(self)) if seed is not None else np.arange(len(self))
+        for i in range(self.steps(batch_size, drop_remainder)):
+            take = order[i * batch_size:(i + 1) * batch_size]
+            yield Tensor(self.features[take]), Tensor(self.labels[take])
+
+
+class HeadOnFeatures(nn.Cell):
+    """``model``'s classifier applied to cached pooled features; shares the classifier's parameters with ``model``.
+
+    (The attribute is named ``classifier`` as in the model, so MindSpore's renaming on assignment keeps the
+    parameter names, ``classifier.*``, that checkpoints use.)
+    """
+
+    def __init__(self, model: nn.Cell) -> None:
+        super().__init__()
+        self.classifier = model.classifier
+
+    def construct(self, x: Tensor) -> Tensor:
+        return self.classifier(x)
+
+
+def cache_features(model: nn.Cell, batches: Iterator, split: str) -> FeatureCache:
+    """Run the frozen backbone once over ``batches`` and log what it cost."""
+    start = time.time()
+    cache = FeatureCache(model, batches)
+    seconds = time.time() - start
+    _logger.info("frozen backbone: cached %d %s features (%d-d) in %.0f s (%.0f img/s); the head trains on them",
+                 len(cache), split, cache.features.shape[1], seconds, len(cache) / max(seconds, 1e-9))
+    return cache
