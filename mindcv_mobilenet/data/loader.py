@@ -64,8 +64,8 @@ def create_loader(
         label_smoothing: smoothing folded into the soft labels when mixup/cutmix is on (otherwise leave it to the
             loss: labels stay int32).
 
-    Images that failed to decode are removed (evaluation) or replaced by another image of the same batch
-    (training), counted in ``loader.dataset_stats`` and reported at the end of each epoch.
+    Images that failed to decode are removed (evaluation) or replaced by another readable file of the data set
+    (training, done by the source), counted in ``loader.dataset_stats`` and reported at the end of each epoch.
     """
     columns = dataset.get_col_names()
     stats: DatasetStats = getattr(dataset, "dataset_stats", None) or DatasetStats()
@@ -109,8 +109,8 @@ def create_loader(
 
     out_columns = branches + ["label"]
     if guard is not None and is_training:
-        dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, per_batch_map=guard.batch_map(len(branches)),
-                                input_columns=out_columns + [BAD_FILE_COLUMN], output_columns=out_columns)
+        dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, per_batch_map=guard.count_batch,
+                                input_columns=[BAD_FILE_COLUMN])
     else:
         dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     if len(branches) > 1:
