@@ -1,5 +1,6 @@
 """Benchmarks. Each mode is one function (``bench_data``, and later ``bench_infer``/``bench_train``) behind a flag.
 
+    python tools/make_imagenet_sized.py   # once: the ImageNet-sized JPEGs --data reads by default
     python benchmark.py --data [--data-root DIR] [--workers 1 2] [--batch-size 64] [--json out.json]
     python benchmark.py --train [--train-models M ...] [--train-batch-size 32] [--train-image-size 224]
                         [--train-modes 0 1] [--mindcv_path /tmp/mindcv/src:/tmp/mcvdeps]
@@ -11,58 +12,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import random
 import sys
 import time
 
 import numpy as np
-from PIL import Image
 
-from mindcv_mobilenet.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, shared_dir
 from mindcv_mobilenet.utils.errors import DataError, run_cli
+from tools.make_imagenet_sized import DEFAULT_DST as IMAGENET_SIZED_DIR
 
 
-def _pil_train_sample(path: str, size: int, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """The same work as the pipeline's training transforms, written as a plain PIL/numpy loop body."""
-    with Image.open(path) as img:
-        img = img.convert("RGB")
-    width, height = img.size
-    area = width * height
-    for _ in range(10):  # RandomResizedCrop(scale=(0.08, 1), ratio=(3/4, 4/3))
-        target = area * random.uniform(0.08, 1.0)
-        aspect = math.exp(random.uniform(math.log(0.75), math.log(1.333)))
-        w, h = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
-        if 0 < w <= width and 0 < h <= height:
-            x, y = random.randint(0, width - w), random.randint(0, height - h)
-            break
-    else:
-        w, h = min(width, height), min(width, height)
-        x, y = (width - w) // 2, (height - h) // 2
-    img = img.resize((size, size), Image.BILINEAR, box=(x, y, x + w, y + h))
-    if random.random() < 0.5:
-        img = img.transpose(Image.FLIP_LEFT_RIGHT)
-    arr = (np.asarray(img, dtype=np.float32) - mean) / std
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
-
-
-def _pil_loop(paths: list, size: int, batch_size: int) -> float:
-    mean, std = np.array(IMAGENET_DEFAULT_MEAN, np.float32), np.array(IMAGENET_DEFAULT_STD, np.float32)
-    start = time.perf_counter()
-    for i in range(0, len(paths), batch_size):
-        np.stack([_pil_train_sample(p, size, mean, std) for p in paths[i:i + batch_size]])
-    return len(paths) / (time.perf_counter() - start)
-
-
-def _pipeline(root: str, split: str, size: int, batch_size: int, workers: int, processes: bool, epochs: int) -> tuple:
-    """(median images/s over epochs 2.., images/s over the first epoch including start-up)."""
-    from mindcv_mobilenet.data import create_dataset, create_loader, create_transforms
-
-    ds = create_dataset("imagenet", root, split=split, shuffle=True, num_parallel_workers=workers,
-                        python_multiprocessing=processes)
-    loader = create_loader(ds, batch_size, is_training=True, num_parallel_workers=workers,
-                           transform=create_transforms("imagenet", size, is_training=True))
+def _rates(loader, epochs: int) -> tuple:
+    """(median images/s over passes 2.., images/s of the first pass, which includes start-up)."""
     rates = []
     iterator = loader.create_tuple_iterator(num_epochs=epochs, output_numpy=True)
     for _ in range(epochs):
@@ -73,29 +34,61 @@ def _pipeline(root: str, split: str, size: int, batch_size: int, workers: int, p
     return float(np.median(rates[1:])), rates[0]
 
 
+def _ours_loader(root: str, split: str, size: int, batch_size: int, workers: int, training: bool):
+    from mindcv_mobilenet.data import create_dataset, create_loader, create_transforms
+
+    dataset = create_dataset("imagenet", root, split=split, shuffle=training)
+    return create_loader(dataset, batch_size, is_training=training, num_parallel_workers=workers,
+                         drop_remainder=training, transform=create_transforms("imagenet", size, is_training=training))
+
+
+def _mindcv_loader(root: str, split: str, size: int, batch_size: int, workers: int, training: bool):
+    from mindcv.data import create_dataset, create_loader, create_transforms
+
+    dataset = create_dataset("imagenet", root, split=split, shuffle=training, num_parallel_workers=workers)
+    return create_loader(dataset, batch_size, is_training=training, num_parallel_workers=workers,
+                         drop_remainder=training, transform=create_transforms("imagenet", size, is_training=training))
+
+
 def bench_data(args: argparse.Namespace) -> dict:
-    """Decoded-and-augmented images/s (training transforms) on real ImageNet samples vs a plain PIL loop."""
-    root = args.data_root or os.path.join(shared_dir(), "data", "imagenet-samples")
+    """Decoded-and-augmented images/s of the training and evaluation pipelines, this package vs mindcv, back to back.
+
+    Default data: the ImageNet-sized copies of the shared samples that ``tools/make_imagenet_sized.py`` writes.
+    """
+    import mindspore as ms
+
+    root = args.data_root or IMAGENET_SIZED_DIR
     split_dir = os.path.join(root, args.split)
     if not os.path.isdir(split_dir):
-        raise DataError(f"no ImageNet samples at {split_dir}: pass --data-root (holding {args.split}/<synset>/...)")
-    paths = sorted(os.path.join(d, f) for d, _, fs in os.walk(split_dir) for f in fs if not f.startswith("."))
-    results = {"images": len(paths), "image_size": args.image_size, "batch_size": args.batch_size,
-               "cpu_count": os.cpu_count(), "rows": []}
-    print(f"data benchmark: {len(paths)} images from {split_dir}, training transforms at {args.image_size} px, "
-          f"batch {args.batch_size}, {os.cpu_count()} CPU(s); median of {args.epochs - 1} passes after a warm-up")
-    rate = float(np.median([_pil_loop(paths, args.image_size, args.batch_size) for _ in range(args.epochs - 1)]))
-    results["rows"].append({"what": "plain PIL loop (1 process)", "images_per_s": rate})
-    print(f"  {'plain PIL loop (1 process)':<44} {rate:8.1f} images/s")
+        raise DataError(f"no images at {split_dir}: run `python tools/make_imagenet_sized.py` first, or pass "
+                        f"--data-root (holding {args.split}/<synset>/...)")
+    try:
+        import mindcv.data  # noqa: F401
+        builders = [("ours", _ours_loader), ("mindcv", _mindcv_loader)]
+    except Exception as err:  # not installed, or its own imports fail
+        print(f"mindcv not importable ({type(err).__name__}: {err}); timing this package only", file=sys.stderr)
+        builders = [("ours", _ours_loader)]
+    images = sum(len(files) for _, _, files in os.walk(split_dir))
+    print(f"data benchmark: {images} images from {split_dir}, {args.image_size} px, batch {args.batch_size}, "
+          f"{os.cpu_count()} CPU(s); median of {args.epochs - 1} passes after a warm-up pass")
+    print(f"  {'pipeline':<10} {'workers':>7} {'ours img/s':>11} {'mindcv img/s':>13} {'ours/mindcv':>12}")
+    rows = []
     for workers in args.workers:
-        for processes in (True, False) if workers > 1 else (False,):
-            kind = "processes" if processes else "threads"
-            steady, first = _pipeline(root, args.split, args.image_size, args.batch_size, workers, processes,
-                                      args.epochs)
-            what = f"pipeline, {workers} worker(s), decode in {kind}"
-            results["rows"].append({"what": what, "images_per_s": steady, "first_epoch_images_per_s": first})
-            print(f"  {what:<44} {steady:8.1f} images/s (first epoch incl. start-up: {first:.1f})")
-    return results
+        for pipeline in ("train", "eval"):
+            rates = {}
+            for who, build in builders:
+                ms.dataset.config.set_seed(0)
+                loader = build(root, args.split, args.image_size, args.batch_size, workers, pipeline == "train")
+                rates[who] = _rates(loader, args.epochs)
+            ours, theirs = rates["ours"][0], rates.get("mindcv", (None,))[0]
+            ratio = ours / theirs if theirs else None
+            print(f"  {pipeline:<10} {workers:>7} {ours:>11.1f} {theirs or float('nan'):>13.1f} "
+                  f"{ratio or float('nan'):>12.2f}", flush=True)
+            rows.append({"pipeline": pipeline, "workers": workers, "ours_images_per_s": ours,
+                         "mindcv_images_per_s": theirs, "ratio": ratio,
+                         "ours_first_pass_images_per_s": rates["ours"][1]})
+    return {"images": images, "image_size": args.image_size, "batch_size": args.batch_size,
+            "cpu_count": os.cpu_count(), "rows": rows}
 
 
 DEFAULT_TRAIN_MODELS = ["mobilenet_v1_100", "mobilenet_v2_100", "mobilenet_v3_large_100"]
@@ -263,8 +256,10 @@ def bench_compare(args: argparse.Namespace) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="mindcv_mobilenet benchmarks")
-    parser.add_argument("--data", action="store_true", help="data pipeline throughput (decode + training augment)")
-    parser.add_argument("--data-root", default=None, help="ImageNet-layout folder (default: shared imagenet-samples)")
+    parser.add_argument("--data", action="store_true", help="data pipeline throughput (decode + augment), training "
+                        "and evaluation, vs mindcv")
+    parser.add_argument("--data-root", default=None, help="ImageNet-layout folder (default: the ImageNet-sized "
+                        f"copies tools/make_imagenet_sized.py writes to {IMAGENET_SIZED_DIR})")
     parser.add_argument("--split", default="val")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--batch-size", type=int, default=64)

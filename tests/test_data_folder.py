@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 
@@ -125,7 +126,9 @@ def test_eval_shards_cover_every_image_exactly_once(messy_tree):
         ds = create_dataset("folder", messy_tree, split="val", shuffle=False, num_shards=3, shard_id=shard)
         rows = list(ds.create_dict_iterator(num_epochs=1, output_numpy=True))
         sizes.append(len(rows))
-        seen += [files[int(r["bad_file"])] if r["bad_file"] >= 0 else by_pixels[r["image"].tobytes()] for r in rows]
+        # rows hold encoded bytes (decoded later in C++): decode them here the same way as the files
+        seen += [files[int(r["bad_file"])] if r["bad_file"] >= 0
+                 else by_pixels[load_rgb(io.BytesIO(r["image"].tobytes())).tobytes()] for r in rows]
     assert sorted(seen) == sorted(files)  # no padding duplicates, nothing missing
     assert sizes == [4, 3, 3]
     train_sizes = [create_dataset("folder", messy_tree, split="train", num_shards=3, shard_id=s).get_dataset_size()

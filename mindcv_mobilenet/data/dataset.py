@@ -8,6 +8,8 @@ image is scored once.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from typing import Any
 
 import mindspore.dataset as ds
 
@@ -25,11 +27,8 @@ EXTRA_OPTIONS = ("python_multiprocessing", "exact_shards", "url", "md5", "file_m
 
 
 def default_workers() -> int:
-    """Decoding workers when none are asked for: half the cores (the transform threads need the rest), 1..8.
-
-    Measured on 2 cores (BENCHMARKS.md): 1 decode worker gave ~870 images/s, 2 workers ~420.
-    """
-    return max(1, min(8, (os.cpu_count() or 1) // 2))
+    """Decode-and-transform threads when none are asked for: one per core, 1..8 (all C++, no GIL to share)."""
+    return max(1, min(8, os.cpu_count() or 1))
 
 
 def make_sampler(
@@ -55,12 +54,40 @@ def make_sampler(
     return ds.SubsetRandomSampler(indices) if shuffle else ds.SubsetSampler(indices)
 
 
-def _source(name: str, root: str | None, split: str, download: bool, options: dict):
-    """(random-access source, class names, stats, resolved root) for a named data set."""
+@dataclass
+class DataSource:
+    """A data set read from disk once: the random-access source, its class names, bad-file counts and folder.
+
+    Building one scans the whole tree (ImageNet: 1.28 M files) or loads CIFAR-10; :func:`create_dataset` can be
+    given it again and again (the trainer builds a fresh, reseeded pipeline every epoch on the same source).
+    """
+
+    name: str
+    source: Any
+    class_names: list
+    stats: DatasetStats
+    root: str
+    split: str
+
+    @property
+    def encoded(self) -> bool:
+        """True when rows hold encoded image bytes that a decoding op must come first for."""
+        return bool(getattr(self.source, "encoded", False))
+
+
+def load_source(name: str = "", root: str | None = None, split: str = "train", download: bool = False,
+                **options) -> DataSource:
+    """Scan (image folders) or load (CIFAR-10) a data set once; options: ``url``/``md5``/``file_md5s`` (download)."""
+    name = (name or "folder").lower()
+    if name not in DATASET_NAMES:
+        raise ConfigError(f"unknown data set '{name}': use one of {', '.join(DATASET_NAMES)}")
+    if download and name != "cifar10":
+        raise ConfigError(f"download is only available for cifar10, not {name}: place the data under root by hand")
     if name in ("imagenet", "folder"):
         folder = resolve_split_dir(check_root(root, name), split)
         classes, samples = scan_image_folder(folder)
-        return ImageFileSource(samples), classes, DatasetStats(files=[p for p, _ in samples]), folder
+        return DataSource(name, ImageFileSource(samples), classes, DatasetStats(files=[p for p, _ in samples]),
+                          folder, split)
     if name == "cifar10_demo":
         root = root or CIFAR10_DEMO_DIR
     elif name == "cifar10" and root is None:
@@ -69,7 +96,7 @@ def _source(name: str, root: str | None, split: str, download: bool, options: di
         download_cifar10(root, url=options.get("url", CIFAR10_URL), md5=options.get("md5", CIFAR10_MD5),
                          file_md5s=options.get("file_md5s"))
     images, labels, classes = load_cifar10(check_root(root, name), split or "train", expect_all=name == "cifar10")
-    return ArraySource(images, labels), classes, DatasetStats(), root
+    return DataSource(name, ArraySource(images, labels), classes, DatasetStats(), root, split)
 
 
 def create_dataset(
@@ -82,9 +109,13 @@ def create_dataset(
     num_shards: int | None = None,
     shard_id: int | None = None,
     download: bool = False,
+    data_source: DataSource | None = None,
     **kwargs,
 ) -> ds.Dataset:
-    """A dataset of decoded HWC uint8 RGB ``image`` and int32 ``label`` rows (mindcv's ``create_dataset``).
+    """A dataset of ``image`` and int32 ``label`` rows (mindcv's ``create_dataset``).
+
+    Image-file sets (imagenet/folder) yield the encoded file bytes, as mindcv's ``ImageFolderDataset`` does:
+    :func:`create_loader` decodes them in C++ (``dataset.encoded`` is True). CIFAR-10 yields HWC uint8 RGB arrays.
 
     Args:
         name: ``imagenet``, ``folder`` (any class-per-folder tree; '' means the same), ``cifar10`` or
@@ -94,40 +125,41 @@ def create_dataset(
         split: ``train``, ``val`` (also ``validation``/``test``, whichever exists; on CIFAR-10 the test batch).
         shuffle: shuffle each epoch.
         num_samples: take only this many samples (per shard when sharded).
-        num_parallel_workers: decoding workers (default: half the cores, 1..8).
+        num_parallel_workers: source processes with ``python_multiprocessing`` (decoding threads are set in
+            :func:`create_loader`).
         num_shards, shard_id: data-parallel rank split; see the module docstring for train vs eval shards.
         download: CIFAR-10 only: fetch the official archive into ``root`` when the files are not there.
-        kwargs: ``python_multiprocessing`` (decode in processes, default True for image files), ``exact_shards``
+        data_source: the result of :func:`load_source` to reuse (then name/root/split/download are not read):
+            a new pipeline on an already scanned tree.
+        kwargs: ``python_multiprocessing`` (run the source in processes; default False), ``exact_shards``
             (disjoint shards; default: True unless split is train), ``url``/``md5``/``file_md5s`` (download
             overrides).
 
     Image-file sets also carry a ``bad_file`` column (see :mod:`.stats`), which :func:`create_loader` consumes. The
     returned dataset has ``class_names``, ``num_classes``, ``dataset_name`` and ``dataset_stats`` attributes.
     """
-    name = (name or "folder").lower()
-    if name not in DATASET_NAMES:
-        raise ConfigError(f"unknown data set '{name}': use one of {', '.join(DATASET_NAMES)}")
     unknown = sorted(set(kwargs) - set(EXTRA_OPTIONS))
     if unknown:
         raise ConfigError(
             f"create_dataset got unknown option(s) {', '.join(unknown)}; known: {', '.join(EXTRA_OPTIONS)}"
         )
-    if download and name != "cifar10":
-        raise ConfigError(f"download is only available for cifar10, not {name}: place the data under root by hand")
-    source, classes, stats, resolved = _source(name, root, split, download, kwargs)
-    is_files = isinstance(source, ImageFileSource)
+    if data_source is None:
+        data_source = load_source(name, root, split, download, **kwargs)
+    name, split, source = data_source.name, data_source.split, data_source.source
     exact = kwargs.get("exact_shards")
     exact = (split or "").lower() not in ("train", "training") if exact is None else bool(exact)
     sampler = make_sampler(len(source), shuffle, num_samples, num_shards, shard_id, exact)
-    workers = (num_parallel_workers or default_workers()) if is_files else 1
-    multiproc = bool(kwargs.get("python_multiprocessing", is_files)) and workers > 1
+    # Reading bytes is light work: one reader keeps up with several C++ decoding threads (create_loader's map).
+    workers = max(1, num_parallel_workers or 1) if kwargs.get("python_multiprocessing") else 1
     dataset = ds.GeneratorDataset(source, column_names=list(source.column_names), sampler=sampler,
-                                  num_parallel_workers=workers, python_multiprocessing=multiproc)
+                                  num_parallel_workers=workers, python_multiprocessing=workers > 1)
     if dataset.get_dataset_size() == 0:
-        raise DataError(f"{name} split '{split}' in {resolved} gives no samples for shard {shard_id} of {num_shards}")
+        raise DataError(f"{name} split '{split}' in {data_source.root} gives no samples for shard {shard_id} of "
+                        f"{num_shards}")
     dataset.dataset_name = name
-    dataset.class_names = classes
-    dataset.num_classes = len(classes)
-    dataset.dataset_stats = stats
-    dataset.data_root = resolved
+    dataset.class_names = data_source.class_names
+    dataset.num_classes = len(data_source.class_names)
+    dataset.dataset_stats = data_source.stats
+    dataset.data_root = data_source.root
+    dataset.encoded = data_source.encoded
     return dataset

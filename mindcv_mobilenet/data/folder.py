@@ -1,6 +1,7 @@
 """Class-per-folder image trees (ImageNet's ``train/<synset>/...`` layout and any custom one) as a random-access source.
 
-Decoding happens in Python (PIL) so that a corrupt file becomes a counted, skipped row instead of a pipeline crash.
+The source reads each file's bytes and checks them (:func:`~.decode.load_encoded`); decoding happens later in
+MindSpore's C++ operators. A file that cannot be decoded becomes a counted, skipped row instead of a pipeline crash.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import numpy as np
 
 from ..utils.errors import DataError
 from .constants import IMAGE_EXTENSIONS
-from .decode import load_rgb
+from .decode import load_encoded, placeholder_jpeg
 
 # What a requested split may be called on disk, in order of preference.
 SPLIT_ALIASES = {
@@ -24,7 +25,7 @@ SPLIT_ALIASES["validation"] = SPLIT_ALIASES["val"]
 SPLIT_ALIASES["eval"] = SPLIT_ALIASES["val"]
 SPLIT_ALIASES["training"] = SPLIT_ALIASES["train"]
 
-PLACEHOLDER = np.zeros((8, 8, 3), np.uint8)
+PLACEHOLDER = placeholder_jpeg()
 
 
 def _visible_dirs(path: str) -> List[str]:
@@ -79,13 +80,18 @@ def scan_image_folder(folder: str) -> Tuple[List[str], List[Tuple[str, int]]]:
 
 
 class ImageFileSource:
-    """Random-access source yielding (image HWC uint8 RGB, label int32, bad_file int32).
+    """Random-access source yielding (encoded image bytes uint8, label int32, bad_file int32).
 
-    ``bad_file`` is -1 for a decoded image; when decoding fails it is the sample index and the image is a tiny
-    placeholder, which :class:`~.stats.BadFileGuard` removes downstream.
+    ``bad_file`` is -1 for a readable image. For a file that cannot be decoded it is the sample index, and the row
+    holds the next readable file (bytes and label) instead, or a tiny placeholder JPEG when none is found within
+    ``SUBSTITUTE_TRIES`` files: evaluation drops such rows, training keeps the substitute so every batch stays full
+    (:class:`~.stats.BadFileGuard` counts both). The rows need a decoding op first (``encoded``), which
+    :func:`~.loader.create_loader` adds.
     """
 
     column_names = ["image", "label", "bad_file"]
+    encoded = True
+    SUBSTITUTE_TRIES = 16
 
     def __init__(self, samples: Sequence[Tuple[str, int]]) -> None:
         self.paths = [p for p, _ in samples]
@@ -94,11 +100,20 @@ class ImageFileSource:
     def __len__(self) -> int:
         return len(self.paths)
 
+    def _load(self, index: int) -> np.ndarray | None:
+        try:
+            return load_encoded(self.paths[index])
+        except Exception:  # noqa: BLE001 - any decoder failure means "skip this file"
+            return None
+
     def __getitem__(self, index: int):
         index = int(index)
-        try:
-            image = load_rgb(self.paths[index])
-            bad = -1
-        except Exception:  # noqa: BLE001 - any decoder failure means "skip this file"
-            image, bad = PLACEHOLDER, index
-        return image, self.labels[index], np.int32(bad)
+        image = self._load(index)
+        if image is not None:
+            return image, self.labels[index], np.int32(-1)
+        for step in range(1, min(self.SUBSTITUTE_TRIES, len(self.paths))):
+            other = (index + step) % len(self.paths)
+            image = self._load(other)
+            if image is not None:
+                return image, self.labels[other], np.int32(index)
+        return PLACEHOLDER, self.labels[index], np.int32(index)

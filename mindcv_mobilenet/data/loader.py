@@ -10,9 +10,10 @@ import mindspore as ms
 import numpy as np
 from mindspore.dataset import transforms
 
+from .dataset import default_workers
 from .mixup import Mixup
 from .stats import BAD_FILE_COLUMN, BadFileGuard, DatasetStats
-from .transforms import create_transforms
+from .transforms import create_transforms, with_decode
 
 _logger = logging.getLogger("mindcv_mobilenet.data")
 
@@ -58,18 +59,20 @@ def create_loader(
         transform: op list from :func:`create_transforms` (default: the data set's own recipe at 224 px), or the
             (primary, secondary, final) tuple with ``separate=True``.
         target_transform: label ops (default: cast to int32).
-        num_parallel_workers: threads for the transform ops. python_multiprocessing: run them in processes.
+        num_parallel_workers: threads for the transform ops (with decoding; default for image folders: one per
+            core, up to 8). python_multiprocessing: run them in processes.
         label_smoothing: smoothing folded into the soft labels when mixup/cutmix is on (otherwise leave it to the
             loss: labels stay int32).
 
-    Images that failed to decode are removed (evaluation) or replaced by another image of the same batch
-    (training), counted in ``loader.dataset_stats`` and reported at the end of each epoch.
+    Images that failed to decode are removed (evaluation) or replaced by another readable file of the data set
+    (training, done by the source), counted in ``loader.dataset_stats`` and reported at the end of each epoch.
     """
     columns = dataset.get_col_names()
     stats: DatasetStats = getattr(dataset, "dataset_stats", None) or DatasetStats()
     name = getattr(dataset, "dataset_name", "")
     class_names = getattr(dataset, "class_names", None)
     rows = dataset.get_dataset_size()
+    encoded = bool(getattr(dataset, "encoded", False))
     if not is_training and drop_remainder:
         _logger.info("create_loader: drop_remainder ignored for evaluation (every image must be scored)")
         drop_remainder = False
@@ -81,6 +84,9 @@ def create_loader(
             dataset = dataset.project(["image", "label"])
     if transform is None:
         transform = create_transforms(name, is_training=is_training, separate=separate and is_training)
+    if encoded:  # decode in C++ as the first image op (only the crop, for a random-resized-crop recipe)
+        transform = (with_decode(transform[0]), *transform[1:]) if separate and is_training else with_decode(transform)
+        num_parallel_workers = num_parallel_workers or default_workers()
     dataset = _map(dataset, target_transform or transforms.TypeCast(ms.int32), "label",
                    num_parallel_workers, python_multiprocessing)
 
@@ -103,8 +109,8 @@ def create_loader(
 
     out_columns = branches + ["label"]
     if guard is not None and is_training:
-        dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, per_batch_map=guard.batch_map(len(branches)),
-                                input_columns=out_columns + [BAD_FILE_COLUMN], output_columns=out_columns)
+        dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, per_batch_map=guard.count_batch,
+                                input_columns=[BAD_FILE_COLUMN])
     else:
         dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     if len(branches) > 1:

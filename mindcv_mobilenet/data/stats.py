@@ -1,8 +1,9 @@
 """Count and report images that fail to decode, so one corrupt file costs one image instead of the whole epoch.
 
 Image-file sources emit a ``bad_file`` column: ``-1`` for a good image, otherwise the index of the file that failed
-(the image is then a tiny placeholder). :class:`BadFileGuard` removes those rows in the main process, records them
-in a :class:`DatasetStats` and logs the count and the first few names when an epoch ends.
+(the row then holds another readable file, see :class:`~.folder.ImageFileSource`). :class:`BadFileGuard` removes
+those rows (evaluation) or only counts them (training), records them in a :class:`DatasetStats` and logs the count
+and the first few names when an epoch ends.
 """
 
 from __future__ import annotations
@@ -43,11 +44,12 @@ class DatasetStats:
 
 
 class BadFileGuard:
-    """Removes (evaluation) or replaces (training) rows whose image failed to decode, and reports per epoch.
+    """Removes (evaluation) or counts (training) rows whose file could not be decoded, and reports per epoch.
 
     Evaluation uses :meth:`keep` as a ``filter`` predicate: every good image is seen exactly once. Training uses
-    :meth:`substitute` as a ``per_batch_map``: a bad row is replaced by a good row of the same batch, so every rank
-    keeps the same number of equally shaped batches (a data-parallel step cannot wait on a rank that has fewer).
+    :meth:`count_batch` as a ``per_batch_map`` on the ``bad_file`` column alone (the images never pass through
+    Python): the source already put another readable file in a bad row, so every rank keeps the same number of
+    equally shaped batches (a data-parallel step cannot wait on a rank that has fewer).
     """
 
     def __init__(self, stats: DatasetStats, rows_per_epoch: int) -> None:
@@ -55,7 +57,6 @@ class BadFileGuard:
         self.rows_per_epoch = max(int(rows_per_epoch), 1)
         self._rows = 0
         self._epoch_names: list = []
-        self._last_good: tuple | None = None
         self._lock = threading.Lock()
 
     def _count(self, rows: int, bad: Sequence[int]) -> None:
@@ -86,33 +87,8 @@ class BadFileGuard:
         self._count(1, [index] if index >= 0 else [])
         return index < 0
 
-    def substitute(self, *columns_and_info):
-        """``per_batch_map``: columns (the last is ``bad_file``) plus BatchInfo; returns the columns but the last."""
-        *columns, bad, _info = columns_and_info
-        bad = [int(b) for b in bad]
-        good = [i for i, b in enumerate(bad) if b < 0]
+    def count_batch(self, bad_file: np.ndarray, _info) -> tuple:
+        """``per_batch_map`` over the batched ``bad_file`` column: count, and pass the column on unchanged."""
+        bad = [int(b) for b in np.asarray(bad_file).reshape(-1)]
         self._count(len(bad), [b for b in bad if b >= 0])
-        if good:
-            self._last_good = tuple(col[good[-1]] for col in columns)
-        out = [list(col) for col in columns]
-        for k, b in enumerate(bad):
-            if b < 0:
-                continue
-            if good:
-                donor = tuple(col[good[k % len(good)]] for col in columns)
-            elif self._last_good is not None:
-                donor = self._last_good
-            else:  # nothing decoded yet: keep the placeholder (already counted and reported) rather than crash
-                continue
-            for c, col in enumerate(out):
-                col[k] = donor[c]
-        return tuple(out)
-
-    def batch_map(self, image_columns: int):
-        """``substitute`` with the exact signature MindSpore requires for 1 or 3 image columns + label + bad_file."""
-        if image_columns == 1:
-            return lambda image, label, bad_file, info: self.substitute(image, label, bad_file, info)
-        if image_columns == 3:
-            return lambda image, aug1, aug2, label, bad_file, info: self.substitute(image, aug1, aug2, label,
-                                                                                    bad_file, info)
-        raise ValueError(f"unsupported number of image columns: {image_columns}")
+        return (bad_file,)

@@ -1,7 +1,7 @@
 """Image transform lists with mindcv's names and defaults (``create_transforms``), built from MindSpore's C++ ops.
 
-Inputs are decoded HWC uint8 RGB arrays (decoding happens in the source so bad files can be skipped); outputs are
-float32 CHW.
+Inputs are decoded HWC uint8 RGB arrays; outputs are float32 CHW. For sources of encoded bytes (image folders),
+:func:`with_decode` puts the C++ decoding op in front (the loader does this).
 """
 
 from __future__ import annotations
@@ -158,6 +158,23 @@ def transforms_cifar(
     if separate and is_training:
         return primary, secondary, final
     return primary + secondary + final
+
+
+def with_decode(ops: Sequence) -> list:
+    """``ops`` for encoded image bytes: a leading RandomResizedCrop becomes RandomCropDecodeResize (same size, scale,
+    ratio, interpolation, attempts), which decodes only the crop; any other list gets ``Decode`` in front.
+
+    A list that already starts by decoding is returned as it is.
+    """
+    ops = list(ops)
+    if ops and isinstance(ops[0], (vision.Decode, vision.RandomCropDecodeResize)):
+        return ops
+    if ops and type(ops[0]) is vision.RandomResizedCrop:
+        crop = ops[0]
+        return [vision.RandomCropDecodeResize(crop.size, scale=crop.scale, ratio=crop.ratio,
+                                              interpolation=crop.interpolation,
+                                              max_attempts=crop.max_attempts)] + ops[1:]
+    return [vision.Decode()] + ops
 
 
 def _check_options(kwargs: dict) -> None:

@@ -1,8 +1,11 @@
 """The training loop behind ``train.py``: data, model, optimizer, steps, validation, checkpoints, resume.
 
-The loop is driven from Python, one compiled :class:`TrainStep` call per batch (graph mode) or eager (PyNative).
-Each epoch's data order depends only on ``seed + epoch``, so a resumed run sees the batches an uninterrupted run
-would have seen. (Dropout masks are not reproduced: MindSpore does not expose its kernels' random state.)
+The loop is driven from Python, one compiled :class:`TrainStep` call per batch (graph mode) or eager (PyNative);
+losses are read back once per ``log_interval`` steps (:mod:`.loss_window`), so the host does not wait for the device
+after every step. With ``dataset_sink_mode: True`` on GPU/Ascend batches reach the device through MindSpore's data
+queue (``mindspore.data_sink``). The training tree is scanned once per run; each epoch gets a new pipeline on it
+whose data order depends only on ``seed + epoch``, so a resumed run sees the batches an uninterrupted run would have
+seen. (Dropout masks are not reproduced: MindSpore does not expose its kernels' random state.)
 
 ``MINDCV_MOBILENET_DEBUG_DIR`` (for tests): every rank writes the digest and labels of each batch it trained on to
 ``samples_rank<r>.jsonl`` and its final weights to ``weights_rank<r>.npz`` there.
@@ -13,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import random
 import sys
@@ -26,6 +28,7 @@ from mindspore import nn
 
 from ..config import Config
 from ..data import create_dataset, create_loader, create_transforms
+from ..data.dataset import DataSource, load_source
 from ..models import create_model, get_model_config
 from ..perf.runtime import jit_forward
 from ..utils.errors import UserError
@@ -35,6 +38,7 @@ from .distributed import DistInfo, Reducer, init_distributed
 from .ema import EMA
 from .finetune import HeadOnFeatures, cache_features, freeze_backbone, freeze_batchnorm, layer_lr_scales
 from .loss import create_loss
+from .loss_window import LossWindow, NonFiniteLoss, StepResult
 from .metrics import AverageMeter, RunLog, evaluate, format_seconds
 from .optim import create_optimizer
 from .scheduler import create_scheduler
@@ -81,14 +85,18 @@ def _transform_options(cfg: Config, training: bool) -> dict:
     return opts
 
 
-def build_loader(cfg: Config, split: str, training: bool, info: DistInfo, num_classes: int | None = None):
-    """The batched pipeline of ``split`` for this rank (its shard), from the recipe's data and augmentation keys."""
+def build_loader(cfg: Config, split: str, training: bool, info: DistInfo, num_classes: int | None = None,
+                 data_source: DataSource | None = None):
+    """The batched pipeline of ``split`` for this rank (its shard), from the recipe's data and augmentation keys.
+
+    ``data_source`` (from :func:`load_source`) reuses an already scanned tree instead of scanning ``split`` again.
+    """
     sharded = info.distributed
     dataset = create_dataset(
         cfg.dataset, root=cfg.data_dir or None, split=split, shuffle=cfg.shuffle and training,
         num_samples=cfg.num_samples, num_parallel_workers=cfg.num_parallel_workers,
         num_shards=info.size if sharded else None, shard_id=info.rank if sharded else None,
-        download=cfg.dataset_download,
+        download=cfg.dataset_download, data_source=data_source,
     )
     num_classes = num_classes or dataset.num_classes
     transform = create_transforms(cfg.dataset, image_resize=cfg.image_resize, is_training=training,
@@ -139,15 +147,25 @@ class _DebugDump:
             os.makedirs(self.folder, exist_ok=True)
             self.samples = os.path.join(self.folder, f"samples_rank{rank}.jsonl")
 
-    def batch(self, epoch: int, step: int, images, labels, loss: float) -> None:
+        self._pending: dict[int, dict] = {}
+
+    def batch(self, epoch: int, step: int, images, labels) -> None:
+        """Note the batch; it is written with its loss by :meth:`losses`."""
         if not self.folder:
             return
         image_np, label_np = images.asnumpy(), labels.asnumpy()
-        record = {"epoch": epoch, "step": step, "loss": loss, "labels": label_np.reshape(len(label_np), -1)
-                  .argmax(-1).tolist() if label_np.ndim > 1 else label_np.tolist(),
-                  "digest": hashlib.sha1(image_np.tobytes()).hexdigest()}
+        self._pending[step] = {"epoch": epoch, "step": step, "labels": label_np.reshape(len(label_np), -1)
+                               .argmax(-1).tolist() if label_np.ndim > 1 else label_np.tolist(),
+                               "digest": hashlib.sha1(image_np.tobytes()).hexdigest()}
+
+    def losses(self, results: list[StepResult]) -> None:
+        if not self.folder:
+            return
         with open(self.samples, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+            for result in results:
+                record = self._pending.pop(result.step, None)
+                if record is not None:
+                    f.write(json.dumps(record | {"loss": result.loss}) + "\n")
 
     def weights(self, model: nn.Cell) -> None:
         if self.folder:
@@ -179,7 +197,9 @@ def _train(cfg: Config, info: DistInfo, run_dir: str) -> dict:
 
     reducer = Reducer(info)
     seed_everything(cfg.seed)
-    train_loader = build_loader(cfg, cfg.train_split, True, info, cfg.num_classes)
+    # scanned once: each epoch builds a new pipeline (reseeded shuffle) on this source
+    train_source = load_source(cfg.dataset, cfg.data_dir or None, cfg.train_split, cfg.dataset_download)
+    train_loader = build_loader(cfg, cfg.train_split, True, info, cfg.num_classes, train_source)
     num_classes = cfg.num_classes or train_loader.num_classes
     steps_per_epoch = loader_steps(train_loader)
     if steps_per_epoch == 0:
@@ -188,11 +208,11 @@ def _train(cfg: Config, info: DistInfo, run_dir: str) -> dict:
 
     model = create_model(cfg.model, num_classes=num_classes, pretrained=cfg.pretrained, in_channels=cfg.in_channels,
                          checkpoint_path=cfg.ckpt_path or None, drop_rate=cfg.drop_rate)
-    _prepare_finetune(cfg, model, info, num_classes)
+    _prepare_finetune(cfg, model, num_classes, train_source)
     train_cache = val_cache = None
     if cfg.freeze_backbone:  # the head trains on features computed once (engine/finetune.py)
-        train_cache = cache_features(model, iterate(build_loader(cfg, cfg.train_split, False, info, num_classes)),
-                                     "training")
+        train_cache = cache_features(
+            model, iterate(build_loader(cfg, cfg.train_split, False, info, num_classes, train_source)), "training")
         val_cache = cache_features(model, iterate(val_loader), "validation") if val_loader is not None else None
         steps_per_epoch = train_cache.steps(cfg.batch_size, cfg.drop_remainder)
         if steps_per_epoch == 0:
@@ -222,6 +242,8 @@ def _train(cfg: Config, info: DistInfo, run_dir: str) -> dict:
     debug = _DebugDump(info.rank)
 
     global_batch = cfg.batch_size * info.size
+    sink = use_sink_mode(cfg.dataset_sink_mode) and train_cache is None
+    read_every = cfg.log_interval or steps_per_epoch
     _logger.info("%s: %d classes, %d steps/epoch, global batch %d (%d x %d ranks), %s mode, amp %s, %s", cfg.model,
                  num_classes, steps_per_epoch, global_batch, cfg.batch_size, info.size,
                  "graph" if cfg.mode == 0 else "PyNative", cfg.amp_level, cfg.opt)
@@ -230,25 +252,30 @@ def _train(cfg: Config, info: DistInfo, run_dir: str) -> dict:
     last_val: dict | None = None
     for epoch in range(state.epoch, cfg.epoch_size):
         seed_everything(cfg.seed + epoch)  # the epoch's shuffle and augmentation depend on the epoch only
-        if train_cache is not None:
-            batches = train_cache.batches(cfg.batch_size, cfg.drop_remainder, seed=cfg.seed + epoch)
-        else:
-            batches = iterate(build_loader(cfg, cfg.train_split, True, info, num_classes))
-        meter, skipped = AverageMeter(), 0
+        meter, skipped, window = AverageMeter(), 0, LossWindow()
         start = time.time()
         first_step_end = None
+        if train_cache is not None:
+            batches: Iterator = train_cache.batches(cfg.batch_size, cfg.drop_remainder, seed=cfg.seed + epoch)
+        elif sink:
+            loader = build_loader(cfg, cfg.train_split, True, info, num_classes, train_source)
+            sink_step = ms.data_sink(step_cell, loader, jit_config=ms.JitConfig() if cfg.mode == 0 else None)
+            batches = ((None, None) for _ in range(steps_per_epoch))
+        else:
+            batches = iterate(build_loader(cfg, cfg.train_split, True, info, num_classes, train_source))
         for i, (images, labels) in enumerate(batches):
-            loss, finite, scale = step_cell(images, labels)
-            loss_value = float(loss.asnumpy())
-            if not math.isfinite(loss_value):
-                raise TrainingError(_non_finite_message(loss_value, epoch, i, manager))
-            if bool(finite.asnumpy()):
-                state.global_step += 1
-            else:
-                skipped += 1
-            step_losses.append(loss_value)
-            meter.update(loss_value, len(labels))
-            debug.batch(epoch, i, images, labels, loss_value)
+            loss, finite, scale = sink_step() if sink else step_cell(images, labels)
+            window.add(i, loss, finite, cfg.batch_size if labels is None else len(labels))
+            if labels is not None:
+                debug.batch(epoch, i, images, labels)
+            # read losses back every read_every steps (and after step 1, which times start-up and compilation)
+            if i == 0 or (i + 1) % read_every == 0:
+                try:
+                    results = window.read()
+                except NonFiniteLoss as err:
+                    raise TrainingError(_non_finite_message(err.loss, epoch, err.step, manager)) from None
+                skipped += _count_steps(results, state, meter, step_losses)
+                debug.losses(results)
             if first_step_end is None:
                 first_step_end = time.time()
             if cfg.log_interval and (i + 1) % cfg.log_interval == 0 and i + 1 < steps_per_epoch:
@@ -256,6 +283,12 @@ def _train(cfg: Config, info: DistInfo, run_dir: str) -> dict:
                 log.step(epoch + 1, cfg.epoch_size, i + 1, steps_per_epoch, meter.mean,
                          _lr_at(lrs, state.global_step), rate, float(scale.asnumpy()) if cfg.dynamic_loss_scale
                          else None)
+        try:
+            results = window.read()
+        except NonFiniteLoss as err:
+            raise TrainingError(_non_finite_message(err.loss, epoch, err.step, manager)) from None
+        skipped += _count_steps(results, state, meter, step_losses)
+        debug.losses(results)
         steps_done = i + 1
         train_time = time.time() - start
         steady = (time.time() - first_step_end) / (steps_done - 1) if steps_done > 1 else train_time
@@ -313,7 +346,7 @@ def _train(cfg: Config, info: DistInfo, run_dir: str) -> dict:
     return summary
 
 
-def _prepare_finetune(cfg: Config, model: nn.Cell, info: DistInfo, num_classes: int) -> None:
+def _prepare_finetune(cfg: Config, model: nn.Cell, num_classes: int, train_source) -> None:
     """Unfold folded BatchNorm from training images, then apply ``freeze_bn`` / ``freeze_backbone``."""
     from ..models.fuse import folded_pairs, unfold_bn
 
@@ -327,7 +360,7 @@ def _prepare_finetune(cfg: Config, model: nn.Cell, info: DistInfo, num_classes: 
                      "%d training images so that they train (bn_calibration_images: 0 keeps them folded)",
                      cfg.ckpt_path or "pretrained weights", len(folded), cfg.bn_calibration_images)
         # every rank calibrates on the same images (no sharding), so the ranks start from identical weights
-        calib = build_loader(cfg, cfg.train_split, False, DistInfo(), num_classes)
+        calib = build_loader(cfg, cfg.train_split, False, DistInfo(), num_classes, train_source)
         unfold_bn(model, (images for images, _ in iterate(calib)), cfg.bn_calibration_images)
     elif folded and not (cfg.freeze_bn or cfg.freeze_backbone):
         _logger.warning("warning: %d BatchNorm layers carry folded weights and bn_calibration_images is 0: training-"
@@ -337,6 +370,31 @@ def _prepare_finetune(cfg: Config, model: nn.Cell, info: DistInfo, num_classes: 
                      "classifier")
     elif cfg.freeze_bn:
         _logger.info("freeze_bn: %d BatchNorm layers in inference mode", freeze_batchnorm(model))
+
+
+def use_sink_mode(requested: bool) -> bool:
+    """Whether batches go through MindSpore's device data queue: only asked-for and on GPU/Ascend (said once)."""
+    if not requested:
+        return False
+    device = ms.get_context("device_target")
+    if device in ("GPU", "Ascend"):
+        return True
+    _logger.info("dataset_sink_mode: True is not used on %s: the data queue it needs exists only on GPU/Ascend "
+                 "(batches are fed from Python, losses read every log_interval steps)", device)
+    return False
+
+
+def _count_steps(results: list[StepResult], state: TrainState, meter: AverageMeter, step_losses: list) -> int:
+    """Account read-back steps (applied steps advance ``global_step``); returns how many were skipped (overflow)."""
+    skipped = 0
+    for result in results:
+        if result.applied:
+            state.global_step += 1
+        else:
+            skipped += 1
+        step_losses.append(result.loss)
+        meter.update(result.loss, result.batch)
+    return skipped
 
 
 def _ema_counter(ema: EMA | None) -> dict:

@@ -1,0 +1,76 @@
+"""C++ decoding of image folders: what the source hands on, the decode op the loader adds, and that the decoded
+images match a full PIL decode of the same files."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import data_fixtures
+import mindspore.dataset as ds
+import numpy as np
+import pytest
+from data_fixtures import iterate
+from mindspore.dataset import vision
+
+from mindcv_mobilenet.data import create_dataset, create_loader, create_transforms
+from mindcv_mobilenet.data.decode import load_encoded, load_rgb
+from mindcv_mobilenet.data.transforms import with_decode
+
+messy_tree = data_fixtures.messy_tree
+
+
+def test_rgb_jpeg_passes_through_and_the_rest_is_converted(messy_tree):
+    folder = os.path.join(messy_tree, "train", "a_messy")
+    rgb = os.path.join(folder, "rgb.jpg")
+    assert load_encoded(rgb).tobytes() == open(rgb, "rb").read()  # decoded in C++, crop only
+    for name in ("cmyk.jpg", "rgba.png", "palette.png", "deep16.png", "gray.png"):
+        encoded = load_encoded(os.path.join(folder, name))
+        assert encoded.tobytes()[:2] == b"BM", name  # converted by PIL (alpha on white...) and handed on as BMP
+        np.testing.assert_array_equal(vision.Decode()(encoded), load_rgb(os.path.join(folder, name)), err_msg=name)
+    for name in ("truncated.jpg", "empty.jpg"):
+        with pytest.raises(Exception):  # noqa: B017 - any decoder error; the source turns it into a skipped row
+            load_encoded(os.path.join(folder, name))
+
+
+def test_with_decode_fuses_the_random_resized_crop():
+    train = with_decode(create_transforms("imagenet", 64, is_training=True, scale=(0.3, 0.9), ratio=(0.5, 2.0),
+                                          interpolation="bicubic"))
+    first = train[0]
+    assert type(first) is vision.RandomCropDecodeResize
+    assert (first.size, first.scale, first.ratio, first.interpolation) == ((64, 64), (0.3, 0.9), (0.5, 2.0),
+                                                                          vision.Inter.BICUBIC)
+    evaluation = with_decode(create_transforms("imagenet", 64))
+    assert type(evaluation[0]) is vision.Decode and type(evaluation[1]) is vision.Resize
+    assert with_decode(evaluation) == evaluation  # already decoding: unchanged
+
+
+def test_cpp_decoded_eval_batches_match_a_pil_decode(messy_tree):
+    """The loader's C++ path gives the images PIL gives (JPEG decoders may differ by a level or so)."""
+    dataset = create_dataset("folder", messy_tree, split="val", shuffle=False)
+    assert dataset.encoded
+    transform = create_transforms("folder", 32)
+    images = np.concatenate([b["image"] for b in iterate(create_loader(dataset, 4, transform=transform))])
+
+    good = []
+    for path in dataset.dataset_stats.files:
+        try:
+            good.append(load_rgb(path))
+        except Exception:  # noqa: BLE001 - the two bad files, skipped by the loader too
+            continue
+    reference = ds.GeneratorDataset(((img,) for img in good), ["image"], shuffle=False).map(transform, "image")
+    expected = np.stack([r["image"] for r in reference.create_dict_iterator(num_epochs=1, output_numpy=True)])
+    assert images.shape == expected.shape == (8, 3, 32, 32)
+    # 0.05 after Normalize is about 3 grey levels of 255
+    np.testing.assert_allclose(images, expected, atol=0.05)
+
+
+def test_a_file_pil_reads_without_an_end_marker_goes_through_pil(tmp_path):
+    """JPEGs whose end-of-image marker is missing or far before the end are decoded by PIL, not dropped."""
+    buf = io.BytesIO()
+    data_fixtures._rgb(3).save(buf, "JPEG", quality=90)
+    path = tmp_path / "trailing.jpg"
+    path.write_bytes(buf.getvalue() + b"\0" * 5000)  # e.g. metadata appended after the image
+    encoded = load_encoded(str(path))
+    assert encoded.tobytes()[:2] == b"BM"
+    np.testing.assert_array_equal(vision.Decode()(encoded), load_rgb(str(path)))
