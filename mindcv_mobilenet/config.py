@@ -6,6 +6,9 @@ scripts that use it. A YAML file may hold keys of any script (one recipe serves 
 command line of a script takes only that script's keys. An unknown key, in either place, is a
 :class:`~mindcv_mobilenet.utils.errors.ConfigError` naming the closest known key.
 
+The MindSpore model_zoo's keys (``--arch/--alpha/--resize``, ``data_url``, ``max_lr``...) and bare ``key=value``
+arguments (mindcv's READMEs) are read as this project's keys: :mod:`mindcv_mobilenet.compat` holds their table.
+
 Booleans accept ``True/False/true/false/yes/no/1/0`` (``--pretrained False`` is False, unlike argparse's
 ``type=bool``); a bare ``--pretrained`` means True. ``none``/``null`` sets an optional value to None.
 

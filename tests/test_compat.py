@@ -30,14 +30,16 @@ from mindcv_mobilenet.config import OPTIONS, OPTIONS_BY_NAME, launched_rank, lau
 from mindcv_mobilenet.deploy.cli import parse
 from mindcv_mobilenet.deploy.infer import INFER_OPTIONS
 from mindcv_mobilenet.deploy.preprocess import resolve_settings
-from mindcv_mobilenet.deploy.validate import VALIDATE_OPTIONS
+from mindcv_mobilenet.deploy.validate import VALIDATE_OPTIONS, default_dataset
 from mindcv_mobilenet.utils.errors import ConfigError
 
 SHORT = ["--mode", "1", "--num_samples", "4", "--batch_size", "2"]
 
 
 def _validate(argv: list[str]):
+    """(config, evaluation settings) as validate.py resolves them."""
     cfg, explicit = parse("validate", VALIDATE_OPTIONS, "validate", argv)
+    cfg.dataset = default_dataset(cfg, explicit)
     return cfg, resolve_settings(cfg, cfg.model, explicit)
 
 
