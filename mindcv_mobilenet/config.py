@@ -6,6 +6,9 @@ scripts that use it. A YAML file may hold keys of any script (one recipe serves 
 command line of a script takes only that script's keys. An unknown key, in either place, is a
 :class:`~mindcv_mobilenet.utils.errors.ConfigError` naming the closest known key.
 
+The MindSpore model_zoo's keys (``--arch/--alpha/--resize``, ``data_url``, ``max_lr``...) and bare ``key=value``
+arguments (mindcv's READMEs) are read as this project's keys: :mod:`mindcv_mobilenet.compat` holds their table.
+
 Booleans accept ``True/False/true/false/yes/no/1/0`` (``--pretrained False`` is False, unlike argparse's
 ``type=bool``); a bare ``--pretrained`` means True. ``none``/``null`` sets an optional value to None.
 
@@ -28,12 +31,13 @@ import argparse
 import difflib
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
+from .compat import FOREIGN_KEYS, foreign_keys_for, target_of, translate
 from .utils.errors import ConfigError
 from .utils.fileio import atomic_path
 
@@ -299,11 +303,12 @@ def options_for(kind: str, extra: Sequence[Option] = ()) -> list[Option]:
 
 
 # Names other trainers use for a key (timm, torchvision, Keras); spelling alone would not lead to mindcv's names.
+# (Keys of the model_zoo that are accepted as they are written live in compat.FOREIGN_KEYS.)
 SYNONYMS = {
     "learning_rate": "lr", "lerning_rate": "lr", "epochs": "epoch_size", "num_epochs": "epoch_size",
-    "optimizer": "opt", "optim": "opt", "model_name": "model", "arch": "model", "data": "data_dir",
+    "optimizer": "opt", "optim": "opt", "model_name": "model", "data": "data_dir",
     "data_path": "data_dir", "img_size": "image_resize", "image_size": "image_resize", "resume_from": "resume",
-    "checkpoint": "ckpt_path", "checkpoint_path": "ckpt_path", "output_dir": "ckpt_save_dir",
+    "checkpoint": "ckpt_path", "output_dir": "ckpt_save_dir",
     "smoothing": "label_smoothing", "warmup": "warmup_epochs", "wd": "weight_decay",
     "workers": "num_parallel_workers", "amp": "amp_level",
 }
@@ -323,8 +328,17 @@ def _alias_map(options: Sequence[Option]) -> dict[str, str]:
     return names
 
 
-def load_yaml(path: str, options: Sequence[Option] | None = None) -> dict[str, Any]:
-    """Read a recipe, checking every key (unknown: ConfigError with the nearest key) and converting its value."""
+def load_yaml(path: str, options: Sequence[Option] | None = None, kind: str = "train") -> dict[str, Any]:
+    """Read a recipe, checking every key (unknown: ConfigError with the nearest key) and converting its value.
+
+    Keys of the model_zoo (:data:`compat.FOREIGN_KEYS`) are read as this project's keys (``kind`` picks the meaning
+    of ``data_url``: infer.py's images, else the data set folder).
+    """
+    return _read_yaml(path, options, kind)[0]
+
+
+def _read_yaml(path: str, options: Sequence[Option] | None, kind: str) -> tuple[dict[str, Any], list[str]]:
+    """(converted values, start-up notes of compat.translate) of a YAML file."""
     options = list(OPTIONS) if options is None else list(options)
     if not os.path.isfile(path):
         raise ConfigError(f"config file {path} not found")
@@ -334,18 +348,16 @@ def load_yaml(path: str, options: Sequence[Option] | None = None) -> dict[str, A
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
     if data is None:
-        return {}
+        return {}, []
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold 'key: value' lines, not a {type(data).__name__}")
     names = _alias_map(options)
-    by_name = {o.name: o for o in options}
-    values: dict[str, Any] = {}
-    for key, value in data.items():
-        if key not in names:
+    for key in data:
+        if key not in names and key not in FOREIGN_KEYS:
             raise ConfigError(f"config file {path}: unknown key '{key}'{_suggest(str(key), list(names))}")
-        option = by_name[names[key]]
-        values[option.name] = option.convert(value, f"config file {path}")
-    return values
+    data, notes = translate({names.get(k, k): v for k, v in data.items()}, kind, f"config file {path}")
+    by_name = {o.name: o for o in options}
+    return {k: by_name[k].convert(v, f"config file {path}") for k, v in data.items()}, notes
 
 
 class _Parser(argparse.ArgumentParser):
@@ -369,6 +381,11 @@ def _add_argument(parser: argparse.ArgumentParser, option: Option) -> None:
     parser.add_argument(*flags, dest=option.name, default=argparse.SUPPRESS, metavar=option.name.upper(), **kwargs)
 
 
+def _foreign_keys(kind: str, extra: Sequence[Option]) -> list:
+    kinds = {o.name: o.kinds for o in list(OPTIONS) + list(extra)}
+    return foreign_keys_for(kind, lambda name: kinds.get(name, frozenset()))
+
+
 def build_parser(kind: str, extra: Sequence[Option] = (), description: str | None = None) -> argparse.ArgumentParser:
     """The command-line parser of ``kind`` (values not given are absent, so YAML values are not overridden)."""
     parser = _Parser(prog=f"{kind}.py", description=description or f"MobileNet {kind} (mindcv-compatible config)",
@@ -378,16 +395,66 @@ def build_parser(kind: str, extra: Sequence[Option] = (), description: str | Non
     for option in options_for(kind, extra):
         group = groups.setdefault(option.group, parser.add_argument_group(option.group))
         _add_argument(group, option)
+    foreign = parser.add_argument_group("MindSpore model_zoo names (read as the key named)")
+    for key in _foreign_keys(kind, extra):
+        kwargs = {"nargs": "?", "const": True} if key.flag else {"nargs": key.nargs} if key.nargs else {}
+        foreign.add_argument(f"--{key.name}", dest=key.name, metavar=key.name.upper(), default=argparse.SUPPRESS,
+                             help=f"{key.help} (-> {target_of(key, kind)})", **kwargs)
     return parser
+
+
+def _known_names(extra: Sequence[Option]) -> set[str]:
+    return set(_alias_map(list(OPTIONS) + list(extra))) | set(FOREIGN_KEYS)
+
+
+def _bare_assignments(argv: Sequence[str], extra: Sequence[Option]) -> list[str]:
+    """mindcv's READMEs write overrides as bare ``key=value`` (``dataset=cifar10``): read them as ``--key=value``
+    when ``key`` is a known key, so they get the same checks."""
+    known = _known_names(extra)
+    return [f"--{a}" if not a.startswith("-") and "=" in a and a.split("=", 1)[0] in known else a for a in argv]
 
 
 def _unknown_flag_error(unknown: list[str], options: Sequence[Option]) -> ConfigError:
     flag = next((u for u in unknown if u.startswith("-")), unknown[0])
     name = flag.lstrip("-").split("=", 1)[0]
     names = list(_alias_map(options))
-    if name in _alias_map(OPTIONS):
+    if name in _alias_map(OPTIONS) or name in FOREIGN_KEYS:
         return ConfigError(f"option --{name} is not used by this script")
     return ConfigError(f"unknown option {flag}{_suggest(name, names)}")
+
+
+@dataclass
+class _Sources:
+    """What a script was given: the ``-c`` file's values and the command line's (converted), and start-up notes."""
+
+    config_path: str
+    file_values: dict[str, Any]
+    cli_values: dict[str, Any]
+    notes: list[str]
+
+
+def _read_sources(kind: str, argv: Sequence[str], extra: Sequence[Option], description: str | None) -> _Sources:
+    options = options_for(kind, extra)
+    parser = build_parser(kind, extra, description)
+    given, unknown = parser.parse_known_args(_bare_assignments(argv, extra))
+    if unknown:
+        raise _unknown_flag_error(unknown, options)
+    given = vars(given)
+    config_path = given.pop("config", "") or ""
+    given, notes = translate(given, kind, "command line")
+    by_name = {o.name: o for o in options}
+    cli_values = {k: by_name[k].convert(v, "command line") for k, v in given.items()}
+    file_values: dict[str, Any] = {}
+    if config_path:
+        file_values, file_notes = _read_yaml(config_path, list(OPTIONS) + list(extra), kind)
+        notes = file_notes + notes
+    return _Sources(config_path, file_values, cli_values, notes)
+
+
+def given_keys(kind: str, argv: Sequence[str], extra: Sequence[Option] = ()) -> set[str]:
+    """This project's keys set on the command line or in the ``-c`` YAML file (foreign names read as ours)."""
+    sources = _read_sources(kind, list(argv), extra, None)
+    return set(sources.file_values) | set(sources.cli_values)
 
 
 def parse_args(kind: str = "train", argv: Sequence[str] | None = None, extra: Sequence[Option] = (),
@@ -396,30 +463,70 @@ def parse_args(kind: str = "train", argv: Sequence[str] | None = None, extra: Se
 
     ``extra`` adds script-specific options (``infer.py``'s image paths, say). The result holds every key the script
     uses (keys of other scripts found in the YAML file are checked, then dropped), plus ``config`` (the YAML path).
+    Keys of the model_zoo and bare ``key=value`` arguments are read as this project's keys (:mod:`.compat`); what
+    they cannot mean exactly is printed as one note per key at start.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     options = options_for(kind, extra)
-    all_options = list(OPTIONS) + list(extra)
-    parser = build_parser(kind, extra, description)
     if any(a in ("-h", "--help") for a in argv):
-        parser.print_help()
+        build_parser(kind, extra, description).print_help()
         raise SystemExit(0)
-    given, unknown = parser.parse_known_args(argv)
-    if unknown:
-        raise _unknown_flag_error(unknown, options)
-    given = vars(given)
-    config_path = given.pop("config", "") or ""
-    by_name = {o.name: o for o in options}
-    given = {k: by_name[k].convert(v, "command line") for k, v in given.items()}
-
+    sources = _read_sources(kind, argv, extra, description)
     values = {o.name: _copy(o.default) for o in options}
-    if config_path:
-        file_values = load_yaml(config_path, all_options)
-        values.update({k: v for k, v in file_values.items() if k in values})
-    values.update(given)
-    cfg = Config(config=config_path, **values)
+    values.update({k: v for k, v in sources.file_values.items() if k in values})
+    values.update(sources.cli_values)
+    cfg = Config(config=sources.config_path, **values)
     _check(cfg, kind)
+    notes = sources.notes + _derived_settings(cfg, kind, set(sources.file_values) | set(sources.cli_values))
+    if launched_rank() == 0:  # one line per launch, not per rank
+        for note in dict.fromkeys(notes):
+            print(f"note: {note}", file=sys.stderr, flush=True)
     return cfg
+
+
+def dataset_for_data_dir(data_dir: str) -> str:
+    """The data set an unset ``dataset`` means for ``data_dir``: CIFAR-10 when it holds the batch files, else a
+    folder in ImageNet layout."""
+    from .data.cifar10 import find_cifar_dir
+
+    return "cifar10" if find_cifar_dir(os.path.abspath(data_dir)) else "imagenet"
+
+
+def _derived_settings(cfg: Config, kind: str, given: set[str]) -> list[str]:
+    """What the model_zoo's command lines leave to the scripts: canonical model names (``mobilenet_v3_small``), the
+    data set of a training ``data_dir`` (``--data_url``) when ``dataset`` is unset (validate.py decides it with the
+    run's preprocessing), and data parallel when several ranks were started (``mpirun -n 8 python train.py ...``)
+    and ``distribute`` is unset. Returns start-up notes."""
+    notes = []
+    if kind == "train" and "dataset" not in given and cfg.data_dir:
+        cfg.dataset = dataset_for_data_dir(cfg.data_dir)
+    if "model" in cfg:
+        from .models.registry import canonical_model_name  # MindSpore: the scripts import it next anyway
+
+        canonical = canonical_model_name(cfg.model)
+        if canonical != cfg.model:
+            notes.append(f"model {cfg.model} is {canonical}")
+            cfg.model = canonical
+    ranks = launched_ranks()
+    if "distribute" in cfg and "distribute" not in given and ranks > 1:
+        cfg.distribute = True
+        notes.append(f"started as {ranks} ranks and distribute unset: distribute True (data parallel)")
+    return notes
+
+
+def _launch_env(keys: Sequence[str], default: int, env: Mapping[str, str] | None) -> int:
+    env = os.environ if env is None else env
+    return next((int(env[k]) for k in keys if env.get(k, "").isdigit()), default)
+
+
+def launched_ranks(env: Mapping[str, str] | None = None) -> int:
+    """How many ranks msrun/mpirun started (1 when started alone), read before MindSpore starts its collectives."""
+    return _launch_env(("MS_WORKER_NUM", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE"), 1, env)
+
+
+def launched_rank(env: Mapping[str, str] | None = None) -> int:
+    """This process's rank as msrun/mpirun set it (0 when started alone)."""
+    return _launch_env(("RANK_ID", "OMPI_COMM_WORLD_RANK", "PMI_RANK"), 0, env)
 
 
 def _copy(value: Any) -> Any:

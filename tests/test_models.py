@@ -32,9 +32,15 @@ def _pynative():
 
 
 def test_registry_has_every_variant():
-    assert len(ALL_MODELS) == 44
+    assert len(ALL_MODELS) == 60
     for width in ("025", "050", "075", "100"):
         assert mm.is_model(f"mobilenet_v1_{width}")
+        for res in (128, 160, 192, 224):  # mindcv's earlier names (mobilenet_v1_100_224), one network per width
+            name = f"mobilenet_v1_{width}_{res}"
+            assert mm.is_model(name)
+            assert get_model_config(name).input_size == (3, res, res)
+            assert get_model_config(name).url == get_model_config(f"mobilenet_v1_{width}").url
+        assert get_model_config(f"mobilenet_v1_{width}_224") == get_model_config(f"mobilenet_v1_{width}")
     for width in ("035", "050", "075", "100", "130", "140"):
         assert mm.is_model(f"mobilenet_v2_{width}")
         for res in (96, 128, 160, 192, 224):

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ..config import OPTIONS, Config, Option, build_parser, load_yaml, parse_args
+from ..config import Config, Option, given_keys, load_yaml, parse_args
 from ..utils.errors import ConfigError
 
 _logger = logging.getLogger("mindcv_mobilenet")
@@ -55,12 +55,7 @@ def int_option(name: str, default: int, help_: str, kind: str, **kwargs) -> Opti
 
 def explicit_keys(kind: str, argv: Sequence[str], extra: Sequence[Option]) -> set[str]:
     """Keys set on the command line or in the ``-c`` YAML file (call after :func:`parse_args` accepted ``argv``)."""
-    given, _ = build_parser(kind, extra).parse_known_args(list(argv))
-    keys = set(vars(given)) - {"config"}
-    config_path = getattr(given, "config", "")
-    if config_path:
-        keys |= set(load_yaml(config_path, list(OPTIONS) + list(extra)))
-    return keys
+    return given_keys(kind, argv, extra)
 
 
 def adopt_run_preprocessing(cfg: Config, explicit: set[str]) -> str | None:

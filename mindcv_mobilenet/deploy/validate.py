@@ -8,11 +8,9 @@ single process would; the last, partial batch is kept. Either backend (MindSpore
 from __future__ import annotations
 
 import logging
-import os
 
-from ..config import Config
+from ..config import Config, dataset_for_data_dir
 from ..data import create_dataset, create_loader, load_class_names
-from ..data.cifar10 import find_cifar_dir
 from ..engine.distributed import DistInfo, Reducer, init_distributed
 from ..engine.metrics import evaluate, write_json
 from ..utils.errors import DataError
@@ -37,7 +35,7 @@ def default_dataset(cfg: Config, explicit: set[str]) -> str:
     else the packaged demo (the parser's default)."""
     if "dataset" in explicit or not cfg.data_dir:
         return cfg.dataset
-    return "cifar10" if find_cifar_dir(os.path.abspath(cfg.data_dir)) else "imagenet"
+    return dataset_for_data_dir(cfg.data_dir)
 
 
 def check_labels(dataset, num_classes: int, ckpt_path: str) -> None:

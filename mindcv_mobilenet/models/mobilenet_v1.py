@@ -5,8 +5,11 @@ A 3x3 stem convolution followed by 13 depthwise-separable blocks; the width mult
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 from mindspore import Tensor, nn
 
+from ..utils.checkpoint import WEIGHTS_IMAGE_SIZE
 from .base import MobileNetBase
 from .layers import conv_bn_act
 from .registry import ModelConfig, register_variant
@@ -54,17 +57,42 @@ class MobileNetV1(MobileNetBase):
 
 
 _MINDCV_URL = "https://download.mindspore.cn/toolkits/mindcv/mobilenet/mobilenetv1/"
+RESOLUTIONS = (224, 192, 160, 128)  # the input sizes of the paper (Table 7) and of TF-slim's releases
 
-# name: (width, published checkpoint file, sha256 prefix, mindcv Top-1, Top-5, paper params (M), paper MACs (M))
-VARIANTS = {
-    "mobilenet_v1_025": (0.25, "mobilenet_v1_025-d3377fba.ckpt", "d3377fba", 53.87, 77.66, 0.5, 41),
-    "mobilenet_v1_050": (0.50, "mobilenet_v1_050-23e9ddbe.ckpt", "23e9ddbe", 65.94, None, 1.3, 149),
-    "mobilenet_v1_075": (0.75, "mobilenet_v1_075-5bed0c73.ckpt", "5bed0c73", 70.44, None, 2.6, 325),
-    "mobilenet_v1_100": (1.00, "mobilenet_v1_100-91c7b206.ckpt", "91c7b206", 72.95, None, 4.2, 569),
+# width tag: (width, published 224-px checkpoint file, sha256 prefix, mindcv Top-1, Top-5, paper params (M),
+# paper MACs at 224 px (M))
+WIDTHS = {
+    "025": (0.25, "mobilenet_v1_025-d3377fba.ckpt", "d3377fba", 53.87, 77.66, 0.5, 41),
+    "050": (0.50, "mobilenet_v1_050-23e9ddbe.ckpt", "23e9ddbe", 65.94, None, 1.3, 149),
+    "075": (0.75, "mobilenet_v1_075-5bed0c73.ckpt", "5bed0c73", 70.44, None, 2.6, 325),
+    "100": (1.00, "mobilenet_v1_100-91c7b206.ckpt", "91c7b206", 72.95, None, 4.2, 569),
 }
 
 
-for _name, (_alpha, _file, _sha, _top1, _top5, _params, _macs) in VARIANTS.items():
-    _config = ModelConfig(url=_MINDCV_URL + _file, sha256=_sha, checkpoint_num_classes=1001, classifier="classifier",
-                          top1=_top1, top5=_top5, paper_params_m=_params, paper_macs_m=_macs)
-    globals()[_name] = register_variant(_name, _config, MobileNetV1, f"MobileNetV1 at width {_alpha}.", alpha=_alpha)
+def register_resolutions(prefix: str, widths: dict[str, float], resolutions: Sequence[int],
+                         config_of: Callable[[str, int], ModelConfig], model_class: type = MobileNetV1,
+                         short_name_at: int | None = 224, **arch_kwargs) -> None:
+    """Register ``<prefix>_<tag>_<res>`` for every width tag and resolution, with ``config_of(tag, res)`` as its
+    config, and ``<prefix>_<tag>`` for the ``short_name_at``-px one (mindcv's names). The resolution is the model's
+    default input, not part of the network. A second family (another padding, other weights) reuses it."""
+    for tag, alpha in widths.items():
+        for res in resolutions:
+            names = [f"{prefix}_{tag}_{res}"] + ([f"{prefix}_{tag}"] if res == short_name_at else [])
+            for name in names:
+                doc = f"{model_class.__name__} at width {alpha}, default input {res} px."
+                globals()[name] = register_variant(name, config_of(tag, res), model_class, doc, alpha=alpha,
+                                                   **arch_kwargs)
+
+
+def _mindcv_config(tag: str, res: int) -> ModelConfig:
+    """mindcv's weights (1001 classes) were trained at 224 px and its numbers measured there; every size loads
+    those weights with --pretrained (the same network) and reads mindcv checkpoints with 1001 classes."""
+    _, file, sha, top1, top5, params, macs = WIDTHS[tag]
+    published = res == 224
+    return ModelConfig(url=_MINDCV_URL + file, sha256=sha, extra={} if published else {WEIGHTS_IMAGE_SIZE: 224},
+                       checkpoint_num_classes=1001, input_size=(3, res, res), classifier="classifier",
+                       top1=top1 if published else None, top5=top5 if published else None,
+                       paper_params_m=params if published else None, paper_macs_m=macs if published else None)
+
+
+register_resolutions("mobilenet_v1", {tag: row[0] for tag, row in WIDTHS.items()}, RESOLUTIONS, _mindcv_config)

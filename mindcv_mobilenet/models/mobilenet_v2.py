@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from mindspore import nn
 
+from ..utils.checkpoint import WEIGHTS_IMAGE_SIZE
 from .base import MobileNetBase
 from .layers import ResidualBlock, conv_bn_act, make_divisible
 from .registry import ModelConfig, register_variant
@@ -78,9 +79,10 @@ WIDTHS = {
 for _tag, (_alpha, _file, _top1, _top5, _params, _macs) in WIDTHS.items():
     for _res in RESOLUTIONS:
         _published = _res == 224 and bool(_file)
-        _config = ModelConfig(
-            url=_MINDCV_URL + _file if _published else "",
-            sha256=_file.rsplit("-", 1)[-1].split(".")[0] if _published else "",
+        _config = ModelConfig(  # every resolution loads the width's 224-px weights (--pretrained), as one network
+            url=_MINDCV_URL + _file if _file else "",
+            sha256=_file.rsplit("-", 1)[-1].split(".")[0] if _file else "",
+            extra={WEIGHTS_IMAGE_SIZE: 224} if _file and _res != 224 else {},
             input_size=(3, _res, _res),
             classifier="classifier.1",
             top1=_top1 if _published else None,

@@ -12,7 +12,7 @@ from mindspore import nn
 
 from .base import MobileNetBase
 from .layers import HardSwish, ResidualBlock, SqueezeExcite, conv_bn_act, make_divisible
-from .registry import ModelConfig, register_variant
+from .registry import ModelConfig, register_model_alias, register_variant
 
 # kernel, expansion channels, output channels, squeeze-excite, activation, stride
 LARGE_BLOCKS = [  # Table 1
@@ -112,3 +112,6 @@ for _name, (_arch, _alpha, _file, _top1, _top5, _params, _macs) in VARIANTS.item
     )
     _doc = f"MobileNetV3-{_arch.capitalize()} at width {_alpha}."
     globals()[_name] = register_variant(_name, _config, MobileNetV3, _doc, arch=_arch, alpha=_alpha)
+
+for _arch in ("small", "large"):  # the MindSpore model_zoo's names of the 1.0 models
+    register_model_alias(f"mobilenet_v3_{_arch}", f"mobilenet_v3_{_arch}_100")

@@ -50,6 +50,7 @@ class ModelConfig:
 
 _model_constructors: dict[str, Callable[..., nn.Cell]] = {}
 _model_configs: dict[str, ModelConfig] = {}
+_model_aliases: dict[str, str] = {}  # other suites' names of registered models (not listed by list_models)
 
 
 def register_model(name: str, config: ModelConfig) -> Callable[[Callable[..., nn.Cell]], Callable[..., nn.Cell]]:
@@ -65,26 +66,43 @@ def register_model(name: str, config: ModelConfig) -> Callable[[Callable[..., nn
     return decorator
 
 
+def register_model_alias(alias: str, name: str) -> None:
+    """Accept ``alias`` (another suite's name, e.g. the model_zoo's ``mobilenet_v3_small``) for model ``name``."""
+    if alias in _model_constructors or alias in _model_aliases:
+        raise ValueError(f"model name {alias} registered twice")
+    _check_name(name)
+    _model_aliases[alias] = name
+
+
+def canonical_model_name(name: str) -> str:
+    """The registered name of ``name`` (itself, or what the alias stands for); unknown names come back unchanged."""
+    return _model_aliases.get(name, name)
+
+
 def list_models(pattern: str = "*") -> list[str]:
     """Registered model names matching a shell-style ``pattern`` (``"mobilenet_v3*"``), sorted."""
     return sorted(name for name in _model_constructors if fnmatch.fnmatch(name, pattern))
 
 
 def is_model(name: str) -> bool:
-    return name in _model_constructors
+    return canonical_model_name(name) in _model_constructors
 
 
 def get_model_config(name: str) -> ModelConfig:
     """The default config of a registered model; an unknown name is a :class:`UserError` suggesting close ones."""
-    _check_name(name)
-    return _model_configs[name]
+    return _model_configs[_check_name(name)]
 
 
-def _check_name(name: str) -> None:
+def _check_name(name: str) -> str:
+    """The registered name of ``name`` (an alias is resolved with one info line); unknown: UserError."""
+    if name in _model_aliases:
+        _logger.info("model %s is %s", name, _model_aliases[name])
+        return _model_aliases[name]
     if name not in _model_constructors:
         close = difflib.get_close_matches(name, list(_model_constructors), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else "; `python -m mindcv_mobilenet.summary` lists them"
         raise UserError(f"unknown model '{name}'{hint}")
+    return name
 
 
 def create_model(
@@ -109,7 +127,7 @@ def create_model(
     ``num_classes``, everything but the classifier is loaded and one log line says so. ``ema=True`` loads the EMA copy
     of the weights when the checkpoint has one.
     """
-    _check_name(model_name)
+    model_name = _check_name(model_name)
     config = _model_configs[model_name]
     num_classes = config.num_classes if num_classes is None else num_classes
     if drop_rate is not None:
