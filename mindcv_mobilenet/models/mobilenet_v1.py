@@ -10,6 +10,7 @@ from mindspore import Tensor, nn
 from .base import MobileNetBase
 from .layers import conv_bn_act
 from .registry import ModelConfig, register_variant
+from .tf_variants import TF_RESOLUTIONS, tf_config
 
 # Table 1 of the paper: (output channels, stride of the depthwise convolution) for each separable block.
 BLOCKS: list[tuple[int, int]] = [
@@ -22,27 +23,34 @@ BLOCKS: list[tuple[int, int]] = [
 STEM_CHANNELS = 32
 
 
-def depthwise_separable(in_channels: int, out_channels: int, stride: int) -> nn.SequentialCell:
-    """3x3 depthwise + BN + ReLU, then 1x1 pointwise + BN + ReLU."""
+def depthwise_separable(in_channels: int, out_channels: int, stride: int, act: str = "relu",
+                        pad_mode: str = "pad") -> nn.SequentialCell:
+    """3x3 depthwise + BN + activation, then 1x1 pointwise + BN + activation."""
     return nn.SequentialCell(
-        conv_bn_act(in_channels, in_channels, 3, stride, groups=in_channels, act="relu")
-        + conv_bn_act(in_channels, out_channels, 1, act="relu")
+        conv_bn_act(in_channels, in_channels, 3, stride, groups=in_channels, act=act, pad_mode=pad_mode)
+        + conv_bn_act(in_channels, out_channels, 1, act=act)
     )
 
 
 class MobileNetV1(MobileNetBase):
-    """MobileNetV1 at width multiplier ``alpha``; parameter names match mindcv's ``MobileNetV1``."""
+    """MobileNetV1 at width multiplier ``alpha``; parameter names match mindcv's ``MobileNetV1``.
+
+    mindcv's network pads symmetrically and uses ReLU. ``tf_padding=True`` pads every 3x3 convolution TensorFlow's
+    "same" way (asymmetric at stride 2) and ``act="relu6"`` is Google's activation: the two together compute the
+    Keras/TF-slim MobileNet (the ``tf_mobilenet_v1_*`` models); the parameters are the same either way.
+    """
 
     classifier_name = "classifier"
 
     def __init__(self, alpha: float = 1.0, num_classes: int = 1000, in_channels: int = 3,
-                 drop_rate: float = 0.0) -> None:
+                 drop_rate: float = 0.0, act: str = "relu", tf_padding: bool = False) -> None:
         super().__init__()
+        pad_mode = "same" if tf_padding else "pad"
         channels = int(STEM_CHANNELS * alpha)
-        features: list[nn.Cell] = conv_bn_act(in_channels, channels, 3, 2, act="relu")
+        features: list[nn.Cell] = conv_bn_act(in_channels, channels, 3, 2, act=act, pad_mode=pad_mode)
         for out_channels, stride in BLOCKS:
             out_channels = int(out_channels * alpha)
-            features.append(depthwise_separable(channels, out_channels, stride))
+            features.append(depthwise_separable(channels, out_channels, stride, act, pad_mode))
             channels = out_channels
         self.features = nn.SequentialCell(features)
         # mindcv's V1 has no dropout layer inside ``classifier``; keep it outside so the names stay the same
@@ -68,3 +76,16 @@ for _name, (_alpha, _file, _sha, _top1, _top5, _params, _macs) in VARIANTS.items
     _config = ModelConfig(url=_MINDCV_URL + _file, sha256=_sha, checkpoint_num_classes=1001, classifier="classifier",
                           top1=_top1, top5=_top5, paper_params_m=_params, paper_macs_m=_macs)
     globals()[_name] = register_variant(_name, _config, MobileNetV1, f"MobileNetV1 at width {_alpha}.", alpha=_alpha)
+
+
+# TensorFlow's MobileNetV1 (Keras applications / TF-slim): the same builder with "same" padding and ReLU6, TF
+# preprocessing, under timm's names; ``tf_mobilenet_v1_075`` is the 224-px model. No published MindSpore weights:
+# convert Google's files with ``python -m mindcv_mobilenet.convert``.
+for _name, (_alpha, _file, _sha, _top1, _top5, _params, _macs) in VARIANTS.items():
+    for _res in TF_RESOLUTIONS:
+        _config = tf_config(_res, paper_params_m=_params if _res == 224 else None,
+                            paper_macs_m=_macs if _res == 224 else None)
+        for _tf_name in [f"tf_{_name}_{_res}"] + ([f"tf_{_name}"] if _res == 224 else []):
+            _doc = f"TensorFlow's MobileNetV1 ('same' padding, ReLU6) at width {_alpha}, default input {_res} px."
+            globals()[_tf_name] = register_variant(_tf_name, _config, MobileNetV1, _doc, alpha=_alpha, act="relu6",
+                                                   tf_padding=True)
