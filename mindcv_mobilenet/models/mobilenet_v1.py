@@ -81,10 +81,15 @@ for _name, (_alpha, _file, _sha, _top1, _top5, _params, _macs) in VARIANTS.items
 # TensorFlow's MobileNetV1 (Keras applications / TF-slim): the same builder with "same" padding and ReLU6, TF
 # preprocessing, under timm's names; ``tf_mobilenet_v1_075`` is the 224-px model. No published MindSpore weights:
 # convert Google's files with ``python -m mindcv_mobilenet.convert``.
+# The 0.25 one ships in the package (resources/weights/NOTICE.md): ``pretrained=True`` works offline.
+TF_PACKAGED = {"tf_mobilenet_v1_025": dict(
+    url="package:weights/tf_mobilenet_v1_025-f98c44c4.ckpt",
+    sha256="f98c44c45b49e16d3fb82ee80c499dcb696bbd5eec853da214bfda1c02bd4699", top1=49.8, top5=74.2)}
 for _name, (_alpha, _file, _sha, _top1, _top5, _params, _macs) in VARIANTS.items():
     for _res in TF_RESOLUTIONS:
         _config = tf_config(_res, paper_params_m=_params if _res == 224 else None,
-                            paper_macs_m=_macs if _res == 224 else None)
+                            paper_macs_m=_macs if _res == 224 else None,
+                            **(TF_PACKAGED.get(f"tf_{_name}", {}) if _res == 224 else {}))
         for _tf_name in [f"tf_{_name}_{_res}"] + ([f"tf_{_name}"] if _res == 224 else []):
             _doc = f"TensorFlow's MobileNetV1 ('same' padding, ReLU6) at width {_alpha}, default input {_res} px."
             globals()[_tf_name] = register_variant(_tf_name, _config, MobileNetV1, _doc, alpha=_alpha, act="relu6",
