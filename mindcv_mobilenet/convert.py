@@ -1,6 +1,8 @@
-"""Convert torchvision MobileNetV2/V3 weights into a MindSpore checkpoint for this package's models.
+"""Convert torchvision, Keras or TFLite MobileNet weights into a MindSpore checkpoint for this package's models.
 
 Usage: ``python -m mindcv_mobilenet.convert --model mobilenet_v2_100 --input weights.npz|weights.pth --output out.ckpt``
+(Google's Keras ``.h5``/``.npz`` and TFLite ``.tflite`` files go into the ``tf_mobilenet_*`` models through
+:mod:`mindcv_mobilenet.tf_import`, e.g. ``--model tf_mobilenet_v1_075 --input mobilenet_v1_0.75_224_keras.npz``.)
 
 The two zoos name their layers differently but build them in the same order, so the converter walks torchvision's
 structure in order (convolutions, BatchNorms and linear layers, sorted by module index: ``features.N...`` then
@@ -267,7 +269,7 @@ def _map_onto(model, layers: list[_TorchLayer], bn_eps: float, source: str, mode
                     f"{bn_name}.moving_variance": var})
     if pos < len(layers):
         extra = [layer.describe() for layer in layers[pos:pos + 3]]
-        raise fail(f"{len(layers) - pos} torchvision layers are left over after the model's last layer "
+        raise fail(f"{len(layers) - pos} layers of the weights are left over after the model's last layer "
                    f"({', '.join(extra)}{' ...' if len(layers) - pos > 3 else ''})")
     expected = {p.name for p in model.get_parameters()}
     if set(out) != expected:  # a bug here, not a user error: every parameter is assigned exactly once
@@ -408,6 +410,18 @@ def measure_padding_gap(model_name: str, params: dict[str, np.ndarray], images: 
     }
 
 
+def _convert_input(model_name: str, input_path: str, num_classes: int | None, bn_eps: float | None):
+    """Read ``input_path`` and convert it: Keras/TFLite files by :mod:`.tf_import`, torchvision weights here."""
+    from .tf_import import convert_tf, is_tf_input
+
+    if is_tf_input(input_path):
+        return convert_tf(model_name, input_path, num_classes)
+    state = load_state_file(input_path)
+    if is_tf_input(input_path, state):  # a .npz with Keras's layer/weight names
+        return convert_tf(model_name, input_path, num_classes, state=state)
+    return convert_torchvision(model_name, state, num_classes, bn_eps, source=os.path.basename(input_path))
+
+
 def convert_file(model_name: str, input_path: str, output_path: str, num_classes: int | None = None,
                  force: bool = False, bn_eps: float | None = None) -> dict[str, np.ndarray]:
     """Convert ``input_path`` and write ``output_path`` atomically, after proving it loads strictly into a new model."""
@@ -421,8 +435,7 @@ def convert_file(model_name: str, input_path: str, output_path: str, num_classes
         raise UserError(f"output {output_path} is a folder; give a file name ending in .ckpt")
     if os.path.exists(output_path) and not force:
         raise UserError(f"output {output_path} exists; pass --force to overwrite it")
-    params = convert_torchvision(model_name, load_state_file(input_path), num_classes, bn_eps,
-                                 source=os.path.basename(input_path))
+    params = _convert_input(model_name, input_path, num_classes, bn_eps)
     classes = _num_classes(params)
     with atomic_path(output_path) as tmp_path:
         save_checkpoint(params, tmp_path)
@@ -437,8 +450,10 @@ def convert_file(model_name: str, input_path: str, output_path: str, num_classes
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="target model, e.g. mobilenet_v2_100, mobilenet_v3_large_100")
-    parser.add_argument("--input", required=True, help="torchvision weights: .npz, or .pth/.pt (needs torch)")
+    parser.add_argument("--model", required=True, help="target model, e.g. mobilenet_v2_100, mobilenet_v3_large_100, "
+                        "tf_mobilenet_v1_075 (Keras/TFLite input)")
+    parser.add_argument("--input", required=True, help="torchvision weights: .npz, or .pth/.pt (needs torch); "
+                        "Keras .h5 or .npz with Keras names, TFLite .tflite (need `pip install .[convert]`)")
     parser.add_argument("--output", required=True, help="MindSpore checkpoint to write (.ckpt)")
     parser.add_argument("--num_classes", type=int, default=None, help="classes (default: from the weights)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing output")

@@ -46,7 +46,8 @@ def bilinear_resize(image: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def reference_preprocess(path: str, size: int = 224, crop_pct: float = 0.875) -> np.ndarray:
+def reference_preprocess(path: str, size: int = 224, crop_pct: float = 0.875, mean: np.ndarray = MEAN,
+                         std: np.ndarray = STD) -> np.ndarray:
     with Image.open(path) as img:
         img = img.convert("RGB")
     width, height = img.size
@@ -55,7 +56,7 @@ def reference_preprocess(path: str, size: int = 224, crop_pct: float = 0.875) ->
     arr = bilinear_resize(np.asarray(img), new_w, new_h)
     top, left = (new_h - size) // 2, (new_w - size) // 2
     arr = arr[top:top + size, left:left + size].astype(np.float32) / 255.0
-    return ((arr - MEAN) / STD).transpose(2, 0, 1)
+    return ((arr - mean) / std).transpose(2, 0, 1)
 
 
 def _conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, pad: int, groups: int) -> np.ndarray:

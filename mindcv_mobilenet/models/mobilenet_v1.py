@@ -13,6 +13,7 @@ from ..utils.checkpoint import WEIGHTS_IMAGE_SIZE
 from .base import MobileNetBase
 from .layers import conv_bn_act
 from .registry import ModelConfig, register_variant
+from .tf_variants import TF_RESOLUTIONS, tf_config
 
 # Table 1 of the paper: (output channels, stride of the depthwise convolution) for each separable block.
 BLOCKS: list[tuple[int, int]] = [
@@ -25,27 +26,34 @@ BLOCKS: list[tuple[int, int]] = [
 STEM_CHANNELS = 32
 
 
-def depthwise_separable(in_channels: int, out_channels: int, stride: int) -> nn.SequentialCell:
-    """3x3 depthwise + BN + ReLU, then 1x1 pointwise + BN + ReLU."""
+def depthwise_separable(in_channels: int, out_channels: int, stride: int, act: str = "relu",
+                        pad_mode: str = "pad") -> nn.SequentialCell:
+    """3x3 depthwise + BN + activation, then 1x1 pointwise + BN + activation."""
     return nn.SequentialCell(
-        conv_bn_act(in_channels, in_channels, 3, stride, groups=in_channels, act="relu")
-        + conv_bn_act(in_channels, out_channels, 1, act="relu")
+        conv_bn_act(in_channels, in_channels, 3, stride, groups=in_channels, act=act, pad_mode=pad_mode)
+        + conv_bn_act(in_channels, out_channels, 1, act=act)
     )
 
 
 class MobileNetV1(MobileNetBase):
-    """MobileNetV1 at width multiplier ``alpha``; parameter names match mindcv's ``MobileNetV1``."""
+    """MobileNetV1 at width multiplier ``alpha``; parameter names match mindcv's ``MobileNetV1``.
+
+    mindcv's network pads symmetrically and uses ReLU. ``tf_padding=True`` pads every 3x3 convolution TensorFlow's
+    "same" way (asymmetric at stride 2) and ``act="relu6"`` is Google's activation: the two together compute the
+    Keras/TF-slim MobileNet (the ``tf_mobilenet_v1_*`` models); the parameters are the same either way.
+    """
 
     classifier_name = "classifier"
 
     def __init__(self, alpha: float = 1.0, num_classes: int = 1000, in_channels: int = 3,
-                 drop_rate: float = 0.0) -> None:
+                 drop_rate: float = 0.0, act: str = "relu", tf_padding: bool = False) -> None:
         super().__init__()
+        pad_mode = "same" if tf_padding else "pad"
         channels = int(STEM_CHANNELS * alpha)
-        features: list[nn.Cell] = conv_bn_act(in_channels, channels, 3, 2, act="relu")
+        features: list[nn.Cell] = conv_bn_act(in_channels, channels, 3, 2, act=act, pad_mode=pad_mode)
         for out_channels, stride in BLOCKS:
             out_channels = int(out_channels * alpha)
-            features.append(depthwise_separable(channels, out_channels, stride))
+            features.append(depthwise_separable(channels, out_channels, stride, act, pad_mode))
             channels = out_channels
         self.features = nn.SequentialCell(features)
         # mindcv's V1 has no dropout layer inside ``classifier``; keep it outside so the names stay the same
@@ -96,3 +104,22 @@ def _mindcv_config(tag: str, res: int) -> ModelConfig:
 
 
 register_resolutions("mobilenet_v1", {tag: row[0] for tag, row in WIDTHS.items()}, RESOLUTIONS, _mindcv_config)
+
+# TensorFlow's MobileNetV1 (Keras applications / TF-slim): the same builder with "same" padding and ReLU6, TF
+# preprocessing, under timm's names; ``tf_mobilenet_v1_075`` is the 224-px model. No published MindSpore weights:
+# convert Google's files with ``python -m mindcv_mobilenet.convert``.
+# The 0.25 one ships in the package (resources/weights/NOTICE.md): ``pretrained=True`` works offline.
+TF_PACKAGED = {"tf_mobilenet_v1_025": dict(
+    url="package:weights/tf_mobilenet_v1_025-f98c44c4.ckpt",
+    sha256="f98c44c45b49e16d3fb82ee80c499dcb696bbd5eec853da214bfda1c02bd4699", top1=49.8, top5=74.2)}
+
+
+def _tf_config(tag: str, res: int) -> ModelConfig:
+    *_, params, macs = WIDTHS[tag]
+    at_224 = res == 224
+    return tf_config(res, paper_params_m=params if at_224 else None, paper_macs_m=macs if at_224 else None,
+                     **(TF_PACKAGED.get(f"tf_mobilenet_v1_{tag}", {}) if at_224 else {}))
+
+
+register_resolutions("tf_mobilenet_v1", {tag: row[0] for tag, row in WIDTHS.items()}, TF_RESOLUTIONS, _tf_config,
+                     act="relu6", tf_padding=True)

@@ -12,6 +12,7 @@ from ..utils.checkpoint import WEIGHTS_IMAGE_SIZE
 from .base import MobileNetBase
 from .layers import ResidualBlock, conv_bn_act, make_divisible
 from .registry import ModelConfig, register_variant
+from .tf_variants import tf_config
 
 # Table 2 of the paper: expansion t, output channels c, repeats n, first stride s.
 BLOCKS: list[tuple[int, int, int, int]] = [
@@ -27,13 +28,14 @@ STEM_CHANNELS = 32
 LAST_CHANNELS = 1280
 
 
-def inverted_residual(in_channels: int, out_channels: int, stride: int, expand_ratio: int) -> ResidualBlock:
+def inverted_residual(in_channels: int, out_channels: int, stride: int, expand_ratio: int,
+                      pad_mode: str = "pad") -> ResidualBlock:
     """1x1 expand + ReLU6 (skipped when t=1), 3x3 depthwise + ReLU6, 1x1 linear projection."""
     hidden = round(in_channels * expand_ratio)
     layers: list[nn.Cell] = []
     if expand_ratio != 1:
         layers += conv_bn_act(in_channels, hidden, 1, act="relu6")
-    layers += conv_bn_act(hidden, hidden, 3, stride, groups=hidden, act="relu6")
+    layers += conv_bn_act(hidden, hidden, 3, stride, groups=hidden, act="relu6", pad_mode=pad_mode)
     layers += conv_bn_act(hidden, out_channels, 1, act=None)
     return ResidualBlock(layers, use_residual=stride == 1 and in_channels == out_channels)
 
@@ -42,20 +44,24 @@ class MobileNetV2(MobileNetBase):
     """MobileNetV2 at width multiplier ``alpha``; parameter names match mindcv's ``MobileNetV2``.
 
     The last 1x1 convolution keeps 1280 channels for ``alpha < 1`` and widens with ``alpha > 1``, as in the paper.
+    ``tf_padding=True`` pads the 3x3 convolutions TensorFlow's "same" way (asymmetric at stride 2), as TF-slim's
+    MobileNetV2 (the ``tf_mobilenet_v2_*`` models); the parameters are the same either way.
     """
 
     classifier_name = "classifier.1"
 
     def __init__(self, alpha: float = 1.0, num_classes: int = 1000, in_channels: int = 3,
-                 drop_rate: float = 0.2, round_nearest: int = 8) -> None:
+                 drop_rate: float = 0.2, round_nearest: int = 8, tf_padding: bool = False) -> None:
         super().__init__()
+        pad_mode = "same" if tf_padding else "pad"
         channels = make_divisible(STEM_CHANNELS * alpha, round_nearest)
         last_channels = make_divisible(LAST_CHANNELS * max(1.0, alpha), round_nearest)
-        features: list[nn.Cell] = conv_bn_act(in_channels, channels, 3, 2, act="relu6")
+        features: list[nn.Cell] = conv_bn_act(in_channels, channels, 3, 2, act="relu6", pad_mode=pad_mode)
         for expand_ratio, out_channels, repeats, first_stride in BLOCKS:
             out_channels = make_divisible(out_channels * alpha, round_nearest)
             for i in range(repeats):
-                features.append(inverted_residual(channels, out_channels, first_stride if i == 0 else 1, expand_ratio))
+                features.append(inverted_residual(channels, out_channels, first_stride if i == 0 else 1, expand_ratio,
+                                                  pad_mode))
                 channels = out_channels
         features += conv_bn_act(channels, last_channels, 1, act="relu6")
         self.features = nn.SequentialCell(features)
@@ -94,3 +100,12 @@ for _tag, (_alpha, _file, _top1, _top5, _params, _macs) in WIDTHS.items():
         for _name in _names:  # the plain width name is the 224-px model, as in mindcv
             _doc = f"MobileNetV2 at width {_alpha}, default input {_res} px."
             globals()[_name] = register_variant(_name, _config, MobileNetV2, _doc, alpha=_alpha)
+
+
+# TF-slim's MobileNetV2 (its quantized TFLite release): the same builder with "same" padding and TF preprocessing.
+for _tag, (_alpha, _file, _top1, _top5, _params, _macs) in WIDTHS.items():
+    _doc = f"TF-slim's MobileNetV2 at width {_alpha} ('same' padding)."
+    globals()[f"tf_mobilenet_v2_{_tag}"] = register_variant(
+        f"tf_mobilenet_v2_{_tag}", tf_config(224, classifier="classifier.1", paper_params_m=_params,
+                                             paper_macs_m=_macs),
+        MobileNetV2, _doc, alpha=_alpha, tf_padding=True)

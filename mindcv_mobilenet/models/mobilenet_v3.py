@@ -13,6 +13,7 @@ from mindspore import nn
 from .base import MobileNetBase
 from .layers import HardSwish, ResidualBlock, SqueezeExcite, conv_bn_act, make_divisible
 from .registry import ModelConfig, register_model_alias, register_variant
+from .tf_variants import tf_config
 
 # kernel, expansion channels, output channels, squeeze-excite, activation, stride
 LARGE_BLOCKS = [  # Table 1
@@ -65,18 +66,24 @@ def bottleneck(in_channels: int, mid_channels: int, out_channels: int, kernel_si
 
 
 class MobileNetV3(MobileNetBase):
-    """MobileNetV3 ``arch`` ('small' or 'large') at width ``alpha``; parameter names match mindcv's ``MobileNetV3``."""
+    """MobileNetV3 ``arch`` ('small' or 'large') at width ``alpha``; parameter names match mindcv's ``MobileNetV3``.
+
+    The depthwise convolutions (all the strided layers but the stem) already pad TensorFlow's "same" way, as in
+    mindcv; ``tf_padding=True`` pads the stride-2 stem that way too, and the network then computes TF-slim's
+    MobileNetV3 (the ``tf_mobilenet_v3_*`` models). The parameters are the same either way.
+    """
 
     classifier_name = "classifier.3"
 
     def __init__(self, arch: str = "large", alpha: float = 1.0, num_classes: int = 1000, in_channels: int = 3,
-                 drop_rate: float = 0.2, round_nearest: int = 8) -> None:
+                 drop_rate: float = 0.2, round_nearest: int = 8, tf_padding: bool = False) -> None:
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"MobileNetV3 arch must be one of {sorted(ARCHS)}, got {arch!r}")
         blocks, head_hidden = ARCHS[arch]
         channels = make_divisible(STEM_CHANNELS * alpha, round_nearest)
-        features: list[nn.Cell] = conv_bn_act(in_channels, channels, 3, 2, act="hswish")
+        features: list[nn.Cell] = conv_bn_act(in_channels, channels, 3, 2, act="hswish",
+                                              pad_mode="same" if tf_padding else "pad")
         nominal_in = STEM_CHANNELS
         for kernel, expansion, out_channels, use_se, act, stride in blocks:
             # expansion as a ratio of the real input width: rounding keeps early layers at 16 channels at width 0.75
@@ -115,3 +122,10 @@ for _name, (_arch, _alpha, _file, _top1, _top5, _params, _macs) in VARIANTS.item
 
 for _arch in ("small", "large"):  # the MindSpore model_zoo's names of the 1.0 models
     register_model_alias(f"mobilenet_v3_{_arch}", f"mobilenet_v3_{_arch}_100")
+
+# TF-slim's MobileNetV3: the same builder with a "same"-padded stem, TF preprocessing, under timm's names.
+for _name, (_arch, _alpha, _file, _top1, _top5, _params, _macs) in VARIANTS.items():
+    _doc = f"TF-slim's MobileNetV3-{_arch.capitalize()} at width {_alpha} ('same' padding everywhere)."
+    globals()[f"tf_{_name}"] = register_variant(
+        f"tf_{_name}", tf_config(224, classifier="classifier.3", paper_params_m=_params, paper_macs_m=_macs),
+        MobileNetV3, _doc, arch=_arch, alpha=_alpha, tf_padding=True)

@@ -14,11 +14,13 @@ import mindspore as ms
 import numpy as np
 from mindspore import Parameter, nn
 
-from .download import default_cache_dir, download_url
+from ..data.constants import RESOURCES_DIR
+from .download import check_hash, default_cache_dir, download_url
 from .errors import CheckpointError
 from .fileio import atomic_path
 
 _logger = logging.getLogger("mindcv_mobilenet")
+PACKAGED_PREFIX = "package:"  # a ModelConfig url naming a file under mindcv_mobilenet/resources/
 
 # ModelConfig.extra key: the input size the published weights were trained at, for a model whose default input
 # differs (mindcv publishes MobileNetV1/V2 weights at 224 px only; the network is the same at every size)
@@ -57,8 +59,21 @@ def pretrained_checkpoint_path(model_name: str, config) -> str:
     if trained_at and trained_at != config.image_size:
         _logger.info("%s: the published weights were trained at %d px (none are published at %d px)", model_name,
                      trained_at, config.image_size)
+    if config.url.startswith(PACKAGED_PREFIX):
+        return packaged_checkpoint_path(model_name, config)
     path = os.path.join(default_cache_dir(), "checkpoints", os.path.basename(config.url))
     return download_url(config.url, path, sha256=config.sha256 or None)
+
+
+def packaged_checkpoint_path(model_name: str, config) -> str:
+    """Weights shipped inside the package (``url`` ``package:weights/<file>``), verified by sha256 like a download."""
+    path = os.path.join(RESOURCES_DIR, config.url[len(PACKAGED_PREFIX):])
+    if not os.path.isfile(path):
+        raise CheckpointError(f"the packaged weights of {model_name} ({path}) are missing; reinstall the package")
+    if not check_hash(path, config.sha256):
+        raise CheckpointError(f"the packaged weights of {model_name} ({path}) do not match their sha256 "
+                              f"{config.sha256[:16]}...; the file is damaged: reinstall the package")
+    return path
 
 
 def _is_training_state(name: str) -> bool:
