@@ -12,8 +12,11 @@ arguments (mindcv's READMEs) are read as this project's keys: :mod:`mindcv_mobil
 Booleans accept ``True/False/true/false/yes/no/1/0`` (``--pretrained False`` is False, unlike argparse's
 ``type=bool``); a bare ``--pretrained`` means True. ``none``/``null`` sets an optional value to None.
 
-The built-in defaults of ``train`` are the CPU demo (``configs/demo/mobilenet_v2_cpu_demo.yaml``): ``python train.py``
-with no arguments trains a small MobileNetV2 on the CIFAR-10 images shipped in the package.
+The built-in defaults of ``train`` are the CPU demo (``configs/demo/tf_mobilenet_v1_025_finetune.yaml``):
+``python train.py`` with no arguments fine-tunes the ImageNet MobileNetV1 0.25 shipped in the package on the CIFAR-10
+images shipped in the package, offline. Left at the built-in model, ``pretrained`` defaults to True for training (the
+weights are in the package); any other model starts from scratch unless ``pretrained``/``ckpt_path`` say otherwise.
+The from-scratch demo is ``configs/demo/mobilenet_v2_cpu_demo.yaml``.
 
 Data parallel and the learning rate
 -----------------------------------
@@ -150,7 +153,7 @@ SCHEDULERS = ("constant", "cosine_decay", "warmup_cosine_decay", "step_decay", "
               "exponential_decay", "polynomial_decay")
 OPTIMIZERS = ("momentum", "sgd", "adamw", "adam", "rmsprop")
 AMP_LEVELS = ("O0", "O1", "O2", "O3")
-DEMO_MODEL = "mobilenet_v2_035"
+DEMO_MODEL = "tf_mobilenet_v1_025"  # its ImageNet weights ship in the package
 
 # fmt: off
 OPTIONS: tuple[Option, ...] = (
@@ -182,7 +185,7 @@ OPTIONS: tuple[Option, ...] = (
     _opt("batch_size", _int, 64, "images per step and device (global batch: batch_size x ranks)", _TV, "dataset"),
     _opt("drop_remainder", str2bool, True, "drop the last partial training batch", _T, "dataset"),
     # augmentation
-    _opt("image_resize", _int, 64, "input resolution (training crop and evaluation crop)", group="augmentation"),
+    _opt("image_resize", _int, 96, "input resolution (training crop and evaluation crop)", group="augmentation"),
     _opt("scale", _float, [0.08, 1.0], "RandomResizedCrop area range", _T, "augmentation", nargs="+"),
     _opt("ratio", _float, [0.75, 1.333], "RandomResizedCrop aspect range", _T, "augmentation", nargs="+"),
     _opt("hflip", _float, 0.5, "horizontal flip probability", _T, "augmentation"),
@@ -212,7 +215,8 @@ OPTIONS: tuple[Option, ...] = (
     _opt("num_classes", _int, None, "classes (None: from the data set)", group="model", optional=True),
     _opt("in_channels", _int, 3, "input channels", group="model"),
     _opt("drop_rate", _float, None, "classifier dropout (None: the model's default)", _T, "model", optional=True),
-    _opt("pretrained", str2bool, False, "start from the published ImageNet weights", group="model"),
+    _opt("pretrained", str2bool, False, "start from the published ImageNet weights (train: True for the built-in "
+         "model, whose weights ship in the package)", group="model"),
     _opt("ckpt_path", _str, "", "initialise the weights from this checkpoint (weights only)", group="model"),
     _opt("ema", str2bool, False, "train: keep an EMA of the weights; validate/infer: use the EMA weights",
          group="model"),
@@ -237,7 +241,7 @@ OPTIONS: tuple[Option, ...] = (
     _opt("ckpt_save_policy", _str, "latest_k", "accepted for mindcv recipes: the last N plus the best are kept", _T,
          "checkpoint", choices=("latest_k", "top_k")),
     # training
-    _opt("epoch_size", _int, 8, "epochs to train", _T, "training"),
+    _opt("epoch_size", _int, 5, "epochs to train", _T, "training"),
     _opt("loss", _str, "CE", "CE: cross-entropy (soft targets with mixup/cutmix)", _T, "training", choices=("CE",)),
     _opt("label_smoothing", _float, 0.1, "label smoothing", _T, "training"),
     _opt("opt", _str, "adamw", "optimizer", _T, "training", choices=OPTIMIZERS),
@@ -259,9 +263,9 @@ OPTIONS: tuple[Option, ...] = (
     # scheduler
     _opt("scheduler", _str, "cosine_decay", "learning-rate schedule (after linear warmup)", _T, "scheduler",
          choices=SCHEDULERS),
-    _opt("lr", _float, 0.003, "peak learning rate (of the global batch)", _T, "scheduler"),
+    _opt("lr", _float, 0.002, "peak learning rate (of the global batch)", _T, "scheduler"),
     _opt("min_lr", _float, 0.0, "final learning rate of cosine_decay", _T, "scheduler"),
-    _opt("warmup_epochs", _float, 1, "linear warmup epochs", _T, "scheduler"),
+    _opt("warmup_epochs", _float, 0.5, "linear warmup epochs", _T, "scheduler"),
     _opt("warmup_factor", _float, 0.0, "warmup starts at lr x warmup_factor", _T, "scheduler"),
     _opt("decay_epochs", _int, None, "cosine: epochs to reach min_lr (None: all after warmup); step_decay: period",
          _T, "scheduler", optional=True),
@@ -507,6 +511,8 @@ def _derived_settings(cfg: Config, kind: str, given: set[str]) -> list[str]:
         if canonical != cfg.model:
             notes.append(f"model {cfg.model} is {canonical}")
             cfg.model = canonical
+    if kind == "train" and not given & {"model", "pretrained", "ckpt_path", "resume"}:
+        cfg.pretrained = True  # the built-in demo fine-tunes the packaged weights of the built-in model
     ranks = launched_ranks()
     if "distribute" in cfg and "distribute" not in given and ranks > 1:
         cfg.distribute = True

@@ -14,7 +14,7 @@ from mindcv_mobilenet.utils.errors import ConfigError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "**", "*.yaml"), recursive=True))
-DEMO = os.path.join(REPO, "configs", "demo", "mobilenet_v2_cpu_demo.yaml")
+DEMO = os.path.join(REPO, "configs", "demo", "tf_mobilenet_v1_025_finetune.yaml")
 
 
 def _write(tmp_path, text: str) -> str:
@@ -118,7 +118,11 @@ def test_no_arguments_is_the_cpu_demo():
     defaults = vars(parse_args("train", []))
     demo = vars(parse_args("train", ["-c", DEMO]))
     assert {k: v for k, v in demo.items() if k != "config"} == {k: v for k, v in defaults.items() if k != "config"}
-    assert defaults["dataset"] == "cifar10_demo" and not defaults["distribute"]
+    assert defaults["dataset"] == "cifar10_demo" and not defaults["distribute"] and defaults["pretrained"]
+    # the packaged weights are the default only for the built-in model: another model starts from scratch
+    assert not parse_args("train", ["--model", "mobilenet_v2_035"]).pretrained
+    assert parse_args("train", ["--epoch_size", "1"]).pretrained
+    assert not parse_args("train", ["--pretrained", "False"]).pretrained
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[os.path.relpath(p, REPO) for p in CONFIGS])
