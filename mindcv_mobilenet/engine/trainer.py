@@ -344,8 +344,9 @@ def _train(cfg: Config, info: DistInfo, run_dir: str) -> dict:
         best = f"best val_top1 {state.best_top1:.2f}% ({manager.best_path}), " if state.best_top1 >= 0 else ""
         _logger.info("done in %s: %slast checkpoint %s", format_seconds(total), best, manager.last_path)
         weights = manager.best_path if os.path.exists(manager.best_path) else manager.last_path
-        _logger.info("next: python validate.py --model %s --ckpt_path %s\n      python infer.py --model %s --ckpt_path %s "
-                     "--image_path photo.jpg", cfg.model, weights, cfg.model, weights)
+        _logger.info("next: python validate.py --model %s --ckpt_path %s\n"
+                     "      python infer.py --model %s --ckpt_path %s --image_path photo.jpg",
+                     cfg.model, weights, cfg.model, weights)
     return summary
 
 
