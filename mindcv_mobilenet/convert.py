@@ -277,12 +277,13 @@ def _map_onto(model, layers: list[_TorchLayer], bn_eps: float, source: str, mode
     return {p.name: out[p.name].astype(np.float32) for p in model.get_parameters()}
 
 
-def _models_that_fit(family: str, layers: list[_TorchLayer], bn_eps: float, num_classes: int) -> list[str]:
-    """Plain-named (224 px) models of ``family`` these weights convert into, to suggest after a mismatch."""
+def _models_that_fit(family: str, layers: list[_TorchLayer], bn_eps: float, num_classes: int,
+                     prefix: str = "mobilenet") -> list[str]:
+    """Plain-named (224 px) ``<prefix>_<family>`` models these weights convert into, to suggest after a mismatch."""
     from .models import create_model, list_models
 
     fits = []
-    for name in list_models(f"mobilenet_{family}_*"):
+    for name in list_models(f"{prefix}_{family}_*"):
         if re.search(r"_\d+_\d+$", name):  # resolution variants share the weights of the plain name
             continue
         try:

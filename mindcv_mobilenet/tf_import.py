@@ -22,7 +22,7 @@ import re
 
 import numpy as np
 
-from .convert import _map_onto, _TorchLayer
+from .convert import _map_onto, _models_that_fit, _TorchLayer
 from .utils.errors import CheckpointError, UserError
 
 KERAS_BN_EPS = 1e-3
@@ -232,22 +232,6 @@ def read_tf_file(path: str, state: dict[str, np.ndarray] | None = None) -> tuple
     return keras_layers(state, source), "v1", KERAS_BN_EPS
 
 
-def _tf_models_that_fit(family: str, layers: list[_TorchLayer], bn_eps: float, num_classes: int) -> list[str]:
-    """224-px ``tf_`` models of ``family`` the layers convert into, to suggest after a mismatch."""
-    from .models import create_model, list_models
-
-    fits = []
-    for name in list_models(f"tf_mobilenet_{family}_*"):
-        if re.search(r"_\d+_\d+$", name):  # resolution variants share the plain name's weights
-            continue
-        try:
-            _map_onto(create_model(name, num_classes=num_classes), layers, bn_eps, "weights", name)
-            fits.append(name)
-        except UserError:
-            pass
-    return fits
-
-
 def convert_tf(model_name: str, path: str, num_classes: int | None = None,
                state: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Map a Keras or TFLite MobileNet onto the ``tf_`` model ``model_name``; parameter name -> float32 array.
@@ -275,6 +259,6 @@ def convert_tf(model_name: str, path: str, num_classes: int | None = None,
     try:
         return _map_onto(model, layers, eps, source, model_name)
     except CheckpointError as err:
-        fits = _tf_models_that_fit(family, layers, eps, num_classes)
+        fits = _models_that_fit(family, layers, eps, num_classes, prefix="tf_mobilenet")
         hint = f"; the file fits {', '.join(fits)}" if fits else ""
         raise CheckpointError(f"{err}{hint}") from None

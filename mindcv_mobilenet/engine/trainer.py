@@ -250,6 +250,16 @@ def _train(cfg: Config, info: DistInfo, run_dir: str) -> dict:
 
     step_losses: list[float] = []
     last_val: dict | None = None
+
+    def read_losses(window: LossWindow, epoch: int) -> int:
+        """Account the losses waiting on the device; a non-finite one stops training. Returns the skipped steps."""
+        try:
+            results = window.read()
+        except NonFiniteLoss as err:
+            raise TrainingError(_non_finite_message(err.loss, epoch, err.step, manager)) from None
+        debug.losses(results)
+        return _count_steps(results, state, meter, step_losses)
+
     for epoch in range(state.epoch, cfg.epoch_size):
         seed_everything(cfg.seed + epoch)  # the epoch's shuffle and augmentation depend on the epoch only
         meter, skipped, window = AverageMeter(), 0, LossWindow()
@@ -270,12 +280,7 @@ def _train(cfg: Config, info: DistInfo, run_dir: str) -> dict:
                 debug.batch(epoch, i, images, labels)
             # read losses back every read_every steps (and after step 1, which times start-up and compilation)
             if i == 0 or (i + 1) % read_every == 0:
-                try:
-                    results = window.read()
-                except NonFiniteLoss as err:
-                    raise TrainingError(_non_finite_message(err.loss, epoch, err.step, manager)) from None
-                skipped += _count_steps(results, state, meter, step_losses)
-                debug.losses(results)
+                skipped += read_losses(window, epoch)
             if first_step_end is None:
                 first_step_end = time.time()
             if cfg.log_interval and (i + 1) % cfg.log_interval == 0 and i + 1 < steps_per_epoch:
@@ -283,12 +288,7 @@ def _train(cfg: Config, info: DistInfo, run_dir: str) -> dict:
                 log.step(epoch + 1, cfg.epoch_size, i + 1, steps_per_epoch, meter.mean,
                          _lr_at(lrs, state.global_step), rate, float(scale.asnumpy()) if cfg.dynamic_loss_scale
                          else None)
-        try:
-            results = window.read()
-        except NonFiniteLoss as err:
-            raise TrainingError(_non_finite_message(err.loss, epoch, err.step, manager)) from None
-        skipped += _count_steps(results, state, meter, step_losses)
-        debug.losses(results)
+        skipped += read_losses(window, epoch)
         steps_done = i + 1
         train_time = time.time() - start
         steady = (time.time() - first_step_end) / (steps_done - 1) if steps_done > 1 else train_time
