@@ -23,15 +23,19 @@ from tools.make_imagenet_sized import DEFAULT_DST as IMAGENET_SIZED_DIR
 
 
 def _rates(loader, epochs: int) -> tuple:
-    """(median images/s over passes 2.., images/s of the first pass, which includes start-up)."""
-    rates = []
+    """(median images/s over passes 2.., images/s of the first pass, which includes start-up, median CPU ms/image).
+
+    CPU time is this process's (all pipeline threads): unlike images/s it hardly moves with other load on the machine.
+    """
+    rates, cpu = [], []
     iterator = loader.create_tuple_iterator(num_epochs=epochs, output_numpy=True)
     for _ in range(epochs):
-        start, count = time.perf_counter(), 0
+        start, start_cpu, count = time.perf_counter(), time.process_time(), 0
         for image, _label in iterator:
             count += image.shape[0]
         rates.append(count / (time.perf_counter() - start))
-    return float(np.median(rates[1:])), rates[0]
+        cpu.append((time.process_time() - start_cpu) * 1e3 / count)
+    return float(np.median(rates[1:])), rates[0], float(np.median(cpu[1:]))
 
 
 def _ours_loader(root: str, split: str, size: int, batch_size: int, workers: int, training: bool):
@@ -70,8 +74,10 @@ def bench_data(args: argparse.Namespace) -> dict:
         builders = [("ours", _ours_loader)]
     images = sum(len(files) for _, _, files in os.walk(split_dir))
     print(f"data benchmark: {images} images from {split_dir}, {args.image_size} px, batch {args.batch_size}, "
-          f"{os.cpu_count()} CPU(s); median of {args.epochs - 1} passes after a warm-up pass")
-    print(f"  {'pipeline':<10} {'workers':>7} {'ours img/s':>11} {'mindcv img/s':>13} {'ours/mindcv':>12}")
+          f"{os.cpu_count()} CPU(s); median of {args.epochs - 1} passes after a warm-up pass; CPU ms per image "
+          f"of the whole process (mindcv/ours: how many times less CPU this package spends per image)")
+    print(f"  {'pipeline':<10} {'workers':>7} {'ours img/s':>11} {'mindcv img/s':>13} {'ours/mindcv':>12} "
+          f"{'ours cpu ms':>12} {'mindcv cpu ms':>14} {'mindcv/ours':>12}")
     rows = []
     for workers in args.workers:
         for pipeline in ("train", "eval"):
@@ -80,13 +86,16 @@ def bench_data(args: argparse.Namespace) -> dict:
                 ms.dataset.config.set_seed(0)
                 loader = build(root, args.split, args.image_size, args.batch_size, workers, pipeline == "train")
                 rates[who] = _rates(loader, args.epochs)
-            ours, theirs = rates["ours"][0], rates.get("mindcv", (None,))[0]
+            (ours, _, ours_cpu), (theirs, _, theirs_cpu) = rates["ours"], rates.get("mindcv", (None, None, None))
             ratio = ours / theirs if theirs else None
-            print(f"  {pipeline:<10} {workers:>7} {ours:>11.1f} {theirs or float('nan'):>13.1f} "
-                  f"{ratio or float('nan'):>12.2f}", flush=True)
+            cpu_ratio = theirs_cpu / ours_cpu if theirs_cpu else None
+            nan = float("nan")
+            print(f"  {pipeline:<10} {workers:>7} {ours:>11.1f} {theirs or nan:>13.1f} {ratio or nan:>12.2f} "
+                  f"{ours_cpu:>12.2f} {theirs_cpu or nan:>14.2f} {cpu_ratio or nan:>12.2f}", flush=True)
             rows.append({"pipeline": pipeline, "workers": workers, "ours_images_per_s": ours,
                          "mindcv_images_per_s": theirs, "ratio": ratio,
-                         "ours_first_pass_images_per_s": rates["ours"][1]})
+                         "ours_first_pass_images_per_s": rates["ours"][1], "ours_cpu_ms_per_image": ours_cpu,
+                         "mindcv_cpu_ms_per_image": theirs_cpu, "cpu_ratio": cpu_ratio})
     return {"images": images, "image_size": args.image_size, "batch_size": args.batch_size,
             "cpu_count": os.cpu_count(), "rows": rows}
 
