@@ -23,23 +23,34 @@ from tools.make_imagenet_sized import DEFAULT_DST as IMAGENET_SIZED_DIR
 
 
 def _rates(loader, epochs: int) -> tuple:
-    """(median images/s over passes 2.., images/s of the first pass, which includes start-up)."""
-    rates = []
+    """(median images/s over passes 2.., images/s of the first pass, which includes start-up, median CPU ms/image).
+
+    CPU time is this process's (all pipeline threads): unlike images/s it hardly moves with other load on the machine.
+    """
+    rates, cpu = [], []
     iterator = loader.create_tuple_iterator(num_epochs=epochs, output_numpy=True)
     for _ in range(epochs):
-        start, count = time.perf_counter(), 0
+        start, start_cpu, count = time.perf_counter(), time.process_time(), 0
         for image, _label in iterator:
             count += image.shape[0]
         rates.append(count / (time.perf_counter() - start))
-    return float(np.median(rates[1:])), rates[0]
+        cpu.append((time.process_time() - start_cpu) * 1e3 / count)
+    return float(np.median(rates[1:])), rates[0], float(np.median(cpu[1:]))
 
 
-def _ours_loader(root: str, split: str, size: int, batch_size: int, workers: int, training: bool):
+def _ours_loader(root: str, split: str, size: int, batch_size: int, workers: int, training: bool,
+                 normalize_on_device: bool = False):
     from mindcv_mobilenet.data import create_dataset, create_loader, create_transforms
 
     dataset = create_dataset("imagenet", root, split=split, shuffle=training)
     return create_loader(dataset, batch_size, is_training=training, num_parallel_workers=workers,
-                         drop_remainder=training, transform=create_transforms("imagenet", size, is_training=training))
+                         drop_remainder=training, transform=create_transforms("imagenet", size, is_training=training),
+                         normalize_on_device=normalize_on_device)
+
+
+def _ours_uint8_loader(*args):
+    """This package's pipeline with ``normalize_on_device``: uint8 batches, the network normalises them."""
+    return _ours_loader(*args, normalize_on_device=True)
 
 
 def _mindcv_loader(root: str, split: str, size: int, batch_size: int, workers: int, training: bool):
@@ -64,15 +75,19 @@ def bench_data(args: argparse.Namespace) -> dict:
                         f"--data-root (holding {args.split}/<synset>/...)")
     try:
         import mindcv.data  # noqa: F401
-        builders = [("ours", _ours_loader), ("mindcv", _mindcv_loader)]
+        builders = [("ours", _ours_loader), ("ours_uint8", _ours_uint8_loader), ("mindcv", _mindcv_loader)]
     except Exception as err:  # not installed, or its own imports fail
         print(f"mindcv not importable ({type(err).__name__}: {err}); timing this package only", file=sys.stderr)
-        builders = [("ours", _ours_loader)]
+        builders = [("ours", _ours_loader), ("ours_uint8", _ours_uint8_loader)]
     images = sum(len(files) for _, _, files in os.walk(split_dir))
     print(f"data benchmark: {images} images from {split_dir}, {args.image_size} px, batch {args.batch_size}, "
-          f"{os.cpu_count()} CPU(s); median of {args.epochs - 1} passes after a warm-up pass")
-    print(f"  {'pipeline':<10} {'workers':>7} {'ours img/s':>11} {'mindcv img/s':>13} {'ours/mindcv':>12}")
+          f"{os.cpu_count()} CPU(s); median of {args.epochs - 1} passes after a warm-up pass. cpu ms: CPU time of "
+          f"the whole process per image; x mindcv: images/s over mindcv's, and mindcv's CPU per image over ours. "
+          f"ours_uint8: normalize_on_device (uint8 batches, normalised in the network)")
+    print(f"  {'pipeline':<8} {'workers':>7} {'who':<11} {'img/s':>8} {'cpu ms':>7} {'x mindcv':>9} "
+          f"{'cpu x mindcv':>13}")
     rows = []
+    nan = float("nan")
     for workers in args.workers:
         for pipeline in ("train", "eval"):
             rates = {}
@@ -80,13 +95,15 @@ def bench_data(args: argparse.Namespace) -> dict:
                 ms.dataset.config.set_seed(0)
                 loader = build(root, args.split, args.image_size, args.batch_size, workers, pipeline == "train")
                 rates[who] = _rates(loader, args.epochs)
-            ours, theirs = rates["ours"][0], rates.get("mindcv", (None,))[0]
-            ratio = ours / theirs if theirs else None
-            print(f"  {pipeline:<10} {workers:>7} {ours:>11.1f} {theirs or float('nan'):>13.1f} "
-                  f"{ratio or float('nan'):>12.2f}", flush=True)
-            rows.append({"pipeline": pipeline, "workers": workers, "ours_images_per_s": ours,
-                         "mindcv_images_per_s": theirs, "ratio": ratio,
-                         "ours_first_pass_images_per_s": rates["ours"][1]})
+            theirs, _, theirs_cpu = rates.get("mindcv", (None, None, None))
+            for who, (rate, first, cpu) in rates.items():
+                ratio = rate / theirs if theirs else None
+                cpu_ratio = theirs_cpu / cpu if theirs_cpu else None
+                print(f"  {pipeline:<8} {workers:>7} {who:<11} {rate:>8.1f} {cpu:>7.2f} {ratio or nan:>9.2f} "
+                      f"{cpu_ratio or nan:>13.2f}", flush=True)
+                rows.append({"pipeline": pipeline, "workers": workers, "who": who, "images_per_s": rate,
+                             "first_pass_images_per_s": first, "cpu_ms_per_image": cpu, "ratio": ratio,
+                             "cpu_ratio": cpu_ratio})
     return {"images": images, "image_size": args.image_size, "batch_size": args.batch_size,
             "cpu_count": os.cpu_count(), "rows": rows}
 

@@ -184,6 +184,8 @@ OPTIONS: tuple[Option, ...] = (
          optional=True),
     _opt("batch_size", _int, 64, "images per step and device (global batch: batch_size x ranks)", _TV, "dataset"),
     _opt("drop_remainder", str2bool, True, "drop the last partial training batch", _T, "dataset"),
+    _opt("normalize_on_device", str2bool, False, "uint8 batches, normalised in the network's first op instead of "
+         "per image on the host (not with mixup, cutmix, re_prob)", _T, "dataset"),
     # augmentation
     _opt("image_resize", _int, 96, "input resolution (training crop and evaluation crop)", group="augmentation"),
     _opt("scale", _float, [0.08, 1.0], "RandomResizedCrop area range", _T, "augmentation", nargs="+"),
@@ -565,3 +567,6 @@ def _check(cfg: Config, kind: str) -> None:
         raise ConfigError(f"layer_decay must be in (0, 1] (1 or none: the same lr everywhere), not {cfg.layer_decay}")
     if cfg.bn_calibration_images < 0:
         raise ConfigError(f"bn_calibration_images must not be negative, not {cfg.bn_calibration_images}")
+    if cfg.normalize_on_device and cfg.freeze_backbone:
+        raise ConfigError("normalize_on_device does not apply with freeze_backbone (the backbone's features are "
+                          "computed once from host-normalised images): set one of them False")

@@ -10,11 +10,13 @@ import data_fixtures
 import mindspore.dataset as ds
 import numpy as np
 import pytest
+from conftest import shared_path
 from data_fixtures import iterate
 from mindspore.dataset import vision
+from PIL import Image
 
 from mindcv_mobilenet.data import create_dataset, create_loader, create_transforms
-from mindcv_mobilenet.data.decode import load_encoded, load_rgb
+from mindcv_mobilenet.data.decode import cpp_decodable_jpeg, load_encoded, load_rgb
 from mindcv_mobilenet.data.transforms import with_decode
 
 messy_tree = data_fixtures.messy_tree
@@ -74,3 +76,51 @@ def test_a_file_pil_reads_without_an_end_marker_goes_through_pil(tmp_path):
     encoded = load_encoded(str(path))
     assert encoded.tobytes()[:2] == b"BM"
     np.testing.assert_array_equal(vision.Decode()(encoded), load_rgb(str(path)))
+
+
+def _jpeg(img, **save) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=90, **save)
+    return buf.getvalue()
+
+
+def _pil_reads_as_rgb_or_gray(data: bytes) -> bool:
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.format == "JPEG" and img.mode in ("RGB", "L")
+    except Exception:  # noqa: BLE001 - any header error
+        return False
+
+
+def test_header_check_takes_what_the_cpp_decoder_reads():
+    rgb = data_fixtures._rgb(5)
+    for data in (_jpeg(rgb), _jpeg(rgb, progressive=True), _jpeg(rgb.convert("L")), _jpeg(rgb, exif=b"Exif\0\0")):
+        assert cpp_decodable_jpeg(data)
+    assert not cpp_decodable_jpeg(_jpeg(rgb.convert("CMYK")))  # 4 components: PIL converts it
+    good = _jpeg(rgb)
+    assert not cpp_decodable_jpeg(good[:-2000])  # truncated: no end marker
+    dqt = good.index(b"\xff\xdb")
+    assert not cpp_decodable_jpeg(good[:dqt + 4] + bytes([0x07]) + good[dqt + 5:])  # quantisation table id 7
+    assert not cpp_decodable_jpeg(good[:dqt + 1] + b"\x02" + good[dqt + 2:])  # not a header marker
+    assert not cpp_decodable_jpeg(good[:dqt + 2] + b"\xff\xf0" + good[dqt + 4:])  # segment longer than the file
+
+
+def test_header_check_is_at_least_as_strict_as_pil():
+    """Over random one-byte corruptions of the headers, no file passes that PIL's header parser rejects (those would
+    reach the C++ decoder, which stops the pipeline or crashes on some); files it rejects are decoded by PIL."""
+    good = _jpeg(data_fixtures._rgb(6))
+    scan = good.index(b"\xff\xda")
+    rng = np.random.default_rng(0)
+    passed = 0
+    for _ in range(400):
+        data = bytearray(good)
+        data[int(rng.integers(2, scan + 12))] = int(rng.integers(0, 256))
+        if cpp_decodable_jpeg(bytes(data)):
+            passed += 1
+            assert _pil_reads_as_rgb_or_gray(bytes(data))
+    assert passed > 100  # most corruptions hit table values, which both accept
+
+
+def test_the_shared_samples_all_go_to_the_cpp_decoder():
+    files = sorted(shared_path("data", "imagenet-samples", "val").glob("*/*"))[:200]
+    assert files and all(cpp_decodable_jpeg(p.read_bytes()) for p in files)

@@ -8,8 +8,9 @@ from typing import Callable, Union
 
 import mindspore as ms
 import numpy as np
-from mindspore.dataset import transforms
+from mindspore.dataset import transforms, vision
 
+from ..utils.errors import ConfigError
 from .dataset import default_workers
 from .mixup import Mixup
 from .stats import BAD_FILE_COLUMN, BadFileGuard, DatasetStats
@@ -30,6 +31,20 @@ def _concat_branches(image, image_aug1, image_aug2, label):
     return np.concatenate((image, image_aug1, image_aug2)), np.concatenate((label, label, label))
 
 
+def _without_normalize(transform, separate: bool, mixing: float) -> tuple:
+    """(the ops without their Normalize, (mean, std)); refused where float images are needed after it."""
+    ops = list(transform)
+    where = [i for i, op in enumerate(ops) if isinstance(op, vision.Normalize)]
+    tail_ok = len(where) == 1 and all(isinstance(op, vision.HWC2CHW) for op in ops[where[0] + 1:])
+    if separate or mixing > 0 or not tail_ok:
+        raise ConfigError(
+            "normalize_on_device needs a transform that ends with Normalize (then HWC2CHW) and no mixup, cutmix, "
+            "random erasing or augment splits: turn those off or set normalize_on_device False"
+        )
+    normalize = ops.pop(where[0])
+    return ops, (tuple(normalize.mean), tuple(normalize.std))
+
+
 def create_loader(
     dataset,
     batch_size: int,
@@ -45,6 +60,7 @@ def create_loader(
     python_multiprocessing: bool = False,
     separate: bool = False,
     label_smoothing: float = 0.0,
+    normalize_on_device: bool = False,
 ):
     """Batches of ``image`` (float32 NCHW) and ``label`` (int32, or float32 soft one-hot with mixup/cutmix).
 
@@ -63,6 +79,9 @@ def create_loader(
             core, up to 8). python_multiprocessing: run them in processes.
         label_smoothing: smoothing folded into the soft labels when mixup/cutmix is on (otherwise leave it to the
             loss: labels stay int32).
+        normalize_on_device: leave out the transform's ``Normalize``: images are uint8 NCHW and the network
+            normalises them (wrap it in :class:`~mindcv_mobilenet.models.input_norm.NormalizedInput` with
+            ``loader.input_normalization``, the (mean, std) left out; None when the loader normalises).
 
     Images that failed to decode are removed (evaluation) or replaced by another readable file of the data set
     (training, done by the source), counted in ``loader.dataset_stats`` and reported at the end of each epoch.
@@ -84,6 +103,9 @@ def create_loader(
             dataset = dataset.project(["image", "label"])
     if transform is None:
         transform = create_transforms(name, is_training=is_training, separate=separate and is_training)
+    input_normalization = None
+    if normalize_on_device:
+        transform, input_normalization = _without_normalize(transform, separate and is_training, mixup + cutmix)
     if encoded:  # decode in C++ as the first image op (only the crop, for a random-resized-crop recipe)
         transform = (with_decode(transform[0]), *transform[1:]) if separate and is_training else with_decode(transform)
         num_parallel_workers = num_parallel_workers or default_workers()
@@ -127,6 +149,7 @@ def create_loader(
     batches = rows // batch_size if drop_remainder else math.ceil(rows / batch_size)
     dataset.dataset_size = batches
     dataset.dataset_stats = stats
+    dataset.input_normalization = input_normalization
     dataset.dataset_name = name
     dataset.class_names = class_names
     return dataset

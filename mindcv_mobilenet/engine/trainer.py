@@ -30,6 +30,7 @@ from ..config import Config
 from ..data import create_dataset, create_loader, create_transforms
 from ..data.dataset import DataSource, load_source
 from ..models import create_model, get_model_config
+from ..models.input_norm import NormalizedInput
 from ..perf.runtime import jit_forward
 from ..utils.errors import UserError
 from .amp import apply_amp
@@ -86,10 +87,12 @@ def _transform_options(cfg: Config, training: bool) -> dict:
 
 
 def build_loader(cfg: Config, split: str, training: bool, info: DistInfo, num_classes: int | None = None,
-                 data_source: DataSource | None = None):
+                 data_source: DataSource | None = None, host_normalized: bool = False):
     """The batched pipeline of ``split`` for this rank (its shard), from the recipe's data and augmentation keys.
 
     ``data_source`` (from :func:`load_source`) reuses an already scanned tree instead of scanning ``split`` again.
+    With ``normalize_on_device`` the images are uint8 for :class:`NormalizedInput` unless ``host_normalized`` (for
+    images given to the bare model).
     """
     sharded = info.distributed
     dataset = create_dataset(
@@ -107,6 +110,7 @@ def build_loader(cfg: Config, split: str, training: bool, info: DistInfo, num_cl
         mixup=cfg.mixup if training else 0.0, cutmix=cfg.cutmix if training else 0.0,
         cutmix_prob=cfg.cutmix_prob, num_classes=num_classes, transform=transform,
         num_parallel_workers=cfg.num_parallel_workers, label_smoothing=cfg.label_smoothing,
+        normalize_on_device=cfg.normalize_on_device and not host_normalized,
     )
     loader.num_classes = dataset.num_classes
     return loader
@@ -219,7 +223,13 @@ def _train(cfg: Config, info: DistInfo, run_dir: str) -> dict:
             raise UserError(f"no full batch of {cfg.batch_size} in the training data: lower batch_size")
     if cfg.mode == 1 and cfg.pynative_jit:
         jit_forward(model)
-    network = apply_amp(HeadOnFeatures(model) if train_cache else model, cfg.amp_level)
+    if train_cache is not None:
+        network = HeadOnFeatures(model)
+    elif train_loader.input_normalization is not None:  # uint8 batches, normalised in the network's first op
+        network = NormalizedInput(model, *train_loader.input_normalization)
+    else:
+        network = model
+    network = apply_amp(network, cfg.amp_level)
     loss_fn = create_loss(cfg.loss, cfg.label_smoothing)
     lrs = create_scheduler(steps_per_epoch, cfg.scheduler, cfg.lr, cfg.min_lr, cfg.warmup_epochs, cfg.warmup_factor,
                            cfg.decay_epochs, cfg.decay_rate, cfg.multi_step_decay_milestones, cfg.epoch_size,
@@ -364,7 +374,7 @@ def _prepare_finetune(cfg: Config, model: nn.Cell, num_classes: int, train_sourc
                      "%d training images so that they train (bn_calibration_images: 0 keeps them folded)",
                      cfg.ckpt_path or "pretrained weights", len(folded), cfg.bn_calibration_images)
         # every rank calibrates on the same images (no sharding), so the ranks start from identical weights
-        calib = build_loader(cfg, cfg.train_split, False, DistInfo(), num_classes, train_source)
+        calib = build_loader(cfg, cfg.train_split, False, DistInfo(), num_classes, train_source, True)
         unfold_bn(model, (images for images, _ in iterate(calib)), cfg.bn_calibration_images)
     elif folded and not (cfg.freeze_bn or cfg.freeze_backbone):
         _logger.warning("warning: %d BatchNorm layers carry folded weights and bn_calibration_images is 0: training-"

@@ -1,0 +1,27 @@
+"""Normalising uint8 images in the network's first op (``normalize_on_device``).
+
+The input pipeline then ships uint8 CHW batches (4x smaller) and skips the float ``Normalize`` per image on the host,
+about a quarter of its CPU time per image at 224 px; on an accelerator the normalisation itself costs nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import mindspore as ms
+import numpy as np
+from mindspore import nn, ops
+
+
+class NormalizedInput(nn.Cell):
+    """``model((float32(images) - mean) / std)`` on NCHW batches; the model's parameter names are unchanged
+    (``auto_prefix=False``), so checkpoints save and load as the model's own."""
+
+    def __init__(self, model: nn.Cell, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__(auto_prefix=False)
+        self.model = model
+        self.mean = ms.Tensor(np.asarray(mean, np.float32).reshape(1, -1, 1, 1))
+        self.std = ms.Tensor(np.asarray(std, np.float32).reshape(1, -1, 1, 1))
+
+    def construct(self, images):
+        return self.model((ops.cast(images, ms.float32) - self.mean) / self.std)
