@@ -41,14 +41,12 @@ def freeze_batchnorm(model: nn.Cell) -> int:
 
 def freeze_backbone(model: nn.Cell) -> int:
     """Stop training everything but ``model.classifier``; BatchNorm runs in inference mode. Return the frozen count."""
-    freeze_batchnorm(model)
     head = {id(p) for p in model.classifier.get_parameters()}
-    frozen = 0
-    for param in model.get_parameters():
-        if id(param) not in head and param.requires_grad:
-            param.requires_grad = False
-            frozen += 1
-    return frozen
+    frozen = [p for p in model.get_parameters() if id(p) not in head and p.requires_grad]
+    freeze_batchnorm(model)
+    for param in frozen:
+        param.requires_grad = False
+    return len(frozen)
 
 
 _FEATURE_INDEX = re.compile(r"^features\.(\d+)\.")
@@ -120,6 +118,6 @@ def cache_features(model: nn.Cell, batches: Iterator, split: str) -> FeatureCach
     start = time.time()
     cache = FeatureCache(model, batches)
     seconds = time.time() - start
-    _logger.info("frozen backbone: cached %d %s features (%d-d) in %.0f s (%.0f img/s); the head trains on them",
-                 len(cache), split, cache.features.shape[1], seconds, len(cache) / max(seconds, 1e-9))
+    _logger.info("frozen backbone: cached the %d-d features of %d %s images in %.0f s (%.0f img/s)",
+                 cache.features.shape[1], len(cache), split, seconds, len(cache) / max(seconds, 1e-9))
     return cache
