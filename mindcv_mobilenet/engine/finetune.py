@@ -99,18 +99,16 @@ class FeatureCache:
 
 
 class HeadOnFeatures(nn.Cell):
-    """``model``'s classifier applied to cached pooled features; shares the classifier's parameters with ``model``.
-
-    (The attribute is named ``classifier`` as in the model, so MindSpore's renaming on assignment keeps the
-    parameter names, ``classifier.*``, that checkpoints use.)
-    """
+    """``model``'s classifier applied to cached pooled features; shares the classifier's parameters with ``model``,
+    whose names are unchanged (``auto_prefix=False``, as :class:`~mindcv_mobilenet.models.input_norm.NormalizedInput`),
+    so checkpoints save and load as the model's own."""
 
     def __init__(self, model: nn.Cell) -> None:
-        super().__init__()
-        self.classifier = model.classifier
+        super().__init__(auto_prefix=False)
+        self.head = model.classifier
 
     def construct(self, x: Tensor) -> Tensor:
-        return self.classifier(x)
+        return self.head(x)
 
 
 def cache_features(model: nn.Cell, batches: Iterator, split: str) -> FeatureCache:
