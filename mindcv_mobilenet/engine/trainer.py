@@ -218,9 +218,7 @@ def _train(cfg: Config, info: DistInfo, run_dir: str) -> dict:
         train_cache = cache_features(
             model, iterate(build_loader(cfg, cfg.train_split, False, info, num_classes, train_source)), "training")
         val_cache = cache_features(model, iterate(val_loader), "validation") if val_loader is not None else None
-        steps_per_epoch = train_cache.steps(cfg.batch_size, cfg.drop_remainder)
-        if steps_per_epoch == 0:
-            raise UserError(f"no full batch of {cfg.batch_size} in the training data: lower batch_size")
+        steps_per_epoch = train_cache.steps(cfg.batch_size, cfg.drop_remainder)  # = the loader's, checked above
     if cfg.mode == 1 and cfg.pynative_jit:
         jit_forward(model)
     if train_cache is not None:
@@ -368,20 +366,21 @@ def _prepare_finetune(cfg: Config, model: nn.Cell, num_classes: int, train_sourc
     if cfg.freeze_backbone and not loaded and not cfg.resume:
         _logger.warning("warning: freeze_backbone without pretrained or ckpt_path weights trains a classifier on "
                         "randomly initialised features: expect accuracy near chance")
-    folded = folded_pairs(model) if loaded and not cfg.resume else []
-    if folded and cfg.bn_calibration_images and not (cfg.freeze_bn or cfg.freeze_backbone):
+    bn_trains = not (cfg.freeze_bn or cfg.freeze_backbone)  # frozen BatchNorm keeps the folded function as it is
+    folded = folded_pairs(model) if loaded and bn_trains and not cfg.resume else []
+    if folded and cfg.bn_calibration_images:
         _logger.info("%s: %d BatchNorm layers carry folded weights (identity statistics); measuring their inputs on "
                      "%d training images so that they train (bn_calibration_images: 0 keeps them folded)",
                      cfg.ckpt_path or "pretrained weights", len(folded), cfg.bn_calibration_images)
         # every rank calibrates on the same images (no sharding), so the ranks start from identical weights
         calib = build_loader(cfg, cfg.train_split, False, DistInfo(), num_classes, train_source, True)
         unfold_bn(model, (images for images, _ in iterate(calib)), cfg.bn_calibration_images)
-    elif folded and not (cfg.freeze_bn or cfg.freeze_backbone):
+    elif folded:
         _logger.warning("warning: %d BatchNorm layers carry folded weights and bn_calibration_images is 0: training-"
                         "mode BatchNorm will rescale every layer", len(folded))
     if cfg.freeze_backbone:
-        _logger.info("freeze_backbone: %d backbone parameters frozen, training %s only", freeze_backbone(model),
-                     "classifier")
+        _logger.info("freeze_backbone: %d backbone parameters frozen, training the classifier only",
+                     freeze_backbone(model))
     elif cfg.freeze_bn:
         _logger.info("freeze_bn: %d BatchNorm layers in inference mode", freeze_batchnorm(model))
 
