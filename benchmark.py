@@ -149,7 +149,7 @@ def _mindcv_factory(path: str | None):
 
 def _mindcv_model(factory, name: str):
     """mindcv's model of the same name, or None (said on stderr)."""
-    from mindcv_mobilenet.perf.compare import mindcv_model
+    from bench.compare import mindcv_model
 
     model = mindcv_model(factory, name)
     if model is None:
@@ -196,7 +196,7 @@ DEFAULT_INFER_MODELS = ["mobilenet_v1_100", "mobilenet_v2_100", "mobilenet_v3_sm
 def bench_infer(args: argparse.Namespace) -> dict:
     """Inference latency (batch 1), throughput (batch N) and first-call time per model at its default resolution:
     this package in graph and PyNative mode, mindcv's model of the same name, and the ONNX export in ONNX Runtime."""
-    from mindcv_mobilenet.deploy.speed import HEADER, format_row, mindspore_speed, onnxruntime_speed
+    from bench.speed import HEADER, format_row, mindspore_speed, onnxruntime_speed
     from mindcv_mobilenet.models import create_model, get_model_config, list_models
     from mindcv_mobilenet.utils.errors import UserError
 
@@ -242,7 +242,7 @@ DEFAULT_PROFILE_MODELS = ["mobilenet_v2_100", "mobilenet_v3_small_100", "mobilen
 
 def bench_profile(args: argparse.Namespace) -> dict:
     """Per-operator-type CPU time of each model, every layer timed alone at its real shape (mindcv_mobilenet.perf)."""
-    from mindcv_mobilenet.perf.opprofile import format_profile, profile_model
+    from bench.opprofile import format_profile, profile_model
 
     print(f"per-layer profile, graph mode, batch {args.profile_batch_size}, oneDNN ISA cap "
           f"{os.environ.get('ONEDNN_MAX_CPU_ISA', '(default)')}; median of {args.profile_repeats}")
@@ -257,7 +257,7 @@ def bench_profile(args: argparse.Namespace) -> dict:
 
 def bench_compare(args: argparse.Namespace) -> dict:
     """Ours vs mindcv (as shipped, and with our CPU setting), one fresh process per row (mindcv_mobilenet.perf)."""
-    from mindcv_mobilenet.perf.compare import HEADER, compare, ratios
+    from bench.compare import HEADER, compare, ratios
 
     print(f"compare, fp32, {os.cpu_count()} CPU(s): inference batch {args.compare_infer_batches}, training batch "
           f"{args.compare_train_batch}; median of {args.compare_repeats} steps after the first call")
@@ -308,7 +308,7 @@ def main() -> int:
     group.add_argument("--infer-repeats", type=int, default=5, help="timed calls at batch 1 (half as many at batch N)")
     group.add_argument("--no-mindcv", action="store_true", help="skip mindcv's models")
     group.add_argument("--no-onnx", action="store_true", help="skip ONNX Runtime")
-    group = parser.add_argument_group("--profile: per-operator-type time (mindcv_mobilenet/perf/opprofile.py)")
+    group = parser.add_argument_group("--profile: per-operator-type time (bench/opprofile.py)")
     group.add_argument("--profile", action="store_true", help="time every layer alone at its real shape, per op type")
     group.add_argument("--profile-models", nargs="+", default=DEFAULT_PROFILE_MODELS)
     group.add_argument("--profile-batch-size", type=int, default=32)

@@ -36,8 +36,8 @@ def main() -> int:
     parser.add_argument("--no_check", action="store_true", help="skip reloading and comparing the exported files")
     args = parser.parse_args()
 
-    from mindcv_mobilenet.deploy.cli import setup_logging
-    from mindcv_mobilenet.deploy.export import export_files
+    from mindcv_mobilenet.inference.cli import setup_logging
+    from mindcv_mobilenet.inference.export import export_files
 
     setup_logging()
     results = export_files(args.model, args.file_format, args.output, args.ckpt_path, args.pretrained,

@@ -11,11 +11,10 @@ from mindcv_mobilenet.utils.errors import run_cli
 
 
 def main() -> int:
-    from mindcv_mobilenet.deploy.cli import parse
-    from mindcv_mobilenet.deploy.infer import INFER_OPTIONS, run_inference
+    from mindcv_mobilenet.config import parse_args
+    from mindcv_mobilenet.inference.infer import run_inference
 
-    cfg, explicit = parse("infer", INFER_OPTIONS, __doc__.splitlines()[0])
-    run_inference(cfg, explicit)
+    run_inference(parse_args("infer", description=__doc__.splitlines()[0]))
     return 0
 
 

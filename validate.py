@@ -11,11 +11,10 @@ from mindcv_mobilenet.utils.errors import run_cli
 
 
 def main() -> int:
-    from mindcv_mobilenet.deploy.cli import parse
-    from mindcv_mobilenet.deploy.validate import VALIDATE_OPTIONS, run_validation
+    from mindcv_mobilenet.config import parse_args
+    from mindcv_mobilenet.inference.validate import run_validation
 
-    cfg, explicit = parse("validate", VALIDATE_OPTIONS, __doc__.splitlines()[0])
-    run_validation(cfg, explicit)
+    run_validation(parse_args("validate", description=__doc__.splitlines()[0]))
     return 0
 
 

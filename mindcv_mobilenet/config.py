@@ -41,6 +41,7 @@ from typing import Any
 import yaml
 
 from .compat import FOREIGN_KEYS, foreign_keys_for, target_of, translate
+from .data.constants import DATASET_NAMES, DEMO_DATASET
 from .utils.errors import ConfigError
 from .utils.fileio import atomic_path
 
@@ -94,6 +95,13 @@ def _str(value: Any) -> str:
     return str(value)
 
 
+def _positive_int(value: Any) -> int:
+    number = _int(value)
+    if number <= 0:
+        raise ValueError(f"expected a positive integer, got {value!r}")
+    return number
+
+
 def _float_or_floats(value: Any):
     """One number or a list of numbers (color_jitter)."""
     if isinstance(value, (list, tuple)):
@@ -121,6 +129,11 @@ class Option:
     optional: bool = False
     aliases: tuple[str, ...] = ()
     positional: bool = False
+    kind_defaults: tuple[tuple[str, Any], ...] = ()
+
+    def default_for(self, kind: str) -> Any:
+        """The default of this key for script ``kind`` (``kind_defaults`` holds the scripts whose default differs)."""
+        return dict(self.kind_defaults).get(kind, self.default)
 
     def convert(self, value: Any, where: str) -> Any:
         """Check and convert a value; a bad one is a ConfigError saying where it came from."""
@@ -172,8 +185,9 @@ OPTIONS: tuple[Option, ...] = (
          "with mode 1 (PyNative), compile the model's forward (and so its backward) as one graph with mindspore.jit: "
          "graph-mode speed with PyNative around it (mindcv's 'F' context); off keeps every op eager for debugging", _T),
     # dataset
-    _opt("dataset", _str, "cifar10_demo", "imagenet, folder, cifar10 or cifar10_demo (packaged, no download)",
-         group="dataset", choices=("imagenet", "folder", "cifar10", "cifar10_demo")),
+    _opt("dataset", _str, None, "imagenet, folder, cifar10 or cifar10_demo (packaged, no download); None: the "
+         "training run's (validate/infer with its checkpoint), else cifar10 or imagenet by what data_dir holds, else "
+         "cifar10_demo (infer: imagenet)", group="dataset", choices=DATASET_NAMES, optional=True),
     _opt("data_dir", _str, "", "data set folder ('' for cifar10_demo)", _TV, "dataset"),
     _opt("train_split", _str, "train", "training split name", _T, "dataset"),
     _opt("val_split", _str, "val", "validation split name (CIFAR-10: the test batch)", _TV, "dataset"),
@@ -182,12 +196,14 @@ OPTIONS: tuple[Option, ...] = (
     _opt("shuffle", str2bool, True, "shuffle the training data each epoch (seeded)", _T, "dataset"),
     _opt("num_samples", _int, None, "use only this many samples per split and shard (None: all)", _TV, "dataset",
          optional=True),
-    _opt("batch_size", _int, 64, "images per step and device (global batch: batch_size x ranks)", _TV, "dataset"),
+    _opt("batch_size", _int, 64, "images per step and device (global batch: batch_size x ranks); infer: per forward "
+         "pass", group="dataset", kind_defaults=(("infer", 8),)),
     _opt("drop_remainder", str2bool, True, "drop the last partial training batch", _T, "dataset"),
     _opt("normalize_on_device", str2bool, False, "uint8 batches, normalised in the network's first op instead of "
          "per image on the host (not with mixup, cutmix, re_prob)", _T, "dataset"),
     # augmentation
-    _opt("image_resize", _int, 96, "input resolution (training crop and evaluation crop)", group="augmentation"),
+    _opt("image_resize", _int, None, "input resolution (training and evaluation crop); None: the run's, else the "
+         "data set's (CIFAR-10: 96), else the model's", group="augmentation", optional=True),
     _opt("scale", _float, [0.08, 1.0], "RandomResizedCrop area range", _T, "augmentation", nargs="+"),
     _opt("ratio", _float, [0.75, 1.333], "RandomResizedCrop aspect range", _T, "augmentation", nargs="+"),
     _opt("hflip", _float, 0.5, "horizontal flip probability", _T, "augmentation"),
@@ -206,11 +222,11 @@ OPTIONS: tuple[Option, ...] = (
     _opt("cutmix_prob", _float, 1.0, "probability that a batch is mixed", _T, "augmentation"),
     _opt("crop_pct", _float, None, "evaluation center-crop fraction (None: the model's default)",
          group="augmentation", optional=True),
-    _opt("interpolation", _str, "bilinear", "resize interpolation", group="augmentation",
-         choices=("bilinear", "bicubic", "nearest", "area")),
-    _opt("mean", _float, None, "normalisation mean on the 0-255 scale (None: the data set's)", group="augmentation",
-         nargs="+", optional=True),
-    _opt("std", _float, None, "normalisation std on the 0-255 scale (None: the data set's)", group="augmentation",
+    _opt("interpolation", _str, None, "resize interpolation (None: the run's, else the model's)", group="augmentation",
+         choices=("bilinear", "bicubic", "nearest", "area"), optional=True),
+    _opt("mean", _float, None, "normalisation mean on the 0-255 scale (None: the run's, else the data set's, else the "
+         "model's)", group="augmentation", nargs="+", optional=True),
+    _opt("std", _float, None, "normalisation std on the 0-255 scale (None: as mean)", group="augmentation",
          nargs="+", optional=True),
     # model
     _opt("model", _str, DEMO_MODEL, "model name (python -m mindcv_mobilenet.summary lists them)", group="model"),
@@ -233,6 +249,17 @@ OPTIONS: tuple[Option, ...] = (
          "this many training images before training (0: keep them folded)", _T, "model"),
     _opt("amp_level", _str, "O0", "mixed precision: O0 fp32, O1 white-list fp16, O2 all but black-list, O3 all fp16",
          group="model", choices=AMP_LEVELS),
+    # validation and inference
+    _opt("backend", _str, "mindspore", "mindspore, or onnxruntime (exported to ONNX once, cached; pip install .[onnx])",
+         _V | _I, "inference", choices=("mindspore", "onnxruntime")),
+    _opt("output", _str, "", "validate: also write the results to this JSON file; infer: write the predictions to "
+         "this .json or .csv file", _V | _I, "inference"),
+    _opt("image_path", _str, [], "image files and/or folders (folders are searched recursively)", _I, "inference",
+         nargs="+"),
+    _opt("topk", _positive_int, 5, "classes to report per image", _I, "inference"),
+    _opt("class_names", _str, "", "class list: JSON saved with a checkpoint, or one name per line; unset: "
+         "class_names.json beside --ckpt_path, else ImageNet/CIFAR-10 names", _I, "inference"),
+    _opt("save_dir", _str, "", "write a copy of each image annotated with its top predictions here", _I, "inference"),
     # checkpoints
     _opt("resume", _str, "", "resume training from this checkpoint (weights, optimizer, epoch, LR, loss scale, EMA)",
          _T, "checkpoint"),
@@ -281,6 +308,10 @@ OPTIONS: tuple[Option, ...] = (
 # fmt: on
 
 OPTIONS_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
+# how images are prepared: unset, they mean the training run's (config.yaml beside a checkpoint), else the data set's
+# or the model's (mindcv_mobilenet/data/preprocessing.py decides)
+PREPROCESSING_KEYS = ("dataset", "image_resize", "crop_pct", "interpolation", "mean", "std")
+RUN_CONFIG_FILE = "config.yaml"
 
 
 class Config(argparse.Namespace):
@@ -457,12 +488,6 @@ def _read_sources(kind: str, argv: Sequence[str], extra: Sequence[Option], descr
     return _Sources(config_path, file_values, cli_values, notes)
 
 
-def given_keys(kind: str, argv: Sequence[str], extra: Sequence[Option] = ()) -> set[str]:
-    """This project's keys set on the command line or in the ``-c`` YAML file (foreign names read as ours)."""
-    sources = _read_sources(kind, list(argv), extra, None)
-    return set(sources.file_values) | set(sources.cli_values)
-
-
 def parse_args(kind: str = "train", argv: Sequence[str] | None = None, extra: Sequence[Option] = (),
                description: str | None = None) -> Config:
     """Resolve the config of ``kind`` ('train' | 'validate' | 'infer'): defaults < ``-c`` YAML < command line.
@@ -478,12 +503,15 @@ def parse_args(kind: str = "train", argv: Sequence[str] | None = None, extra: Se
         build_parser(kind, extra, description).print_help()
         raise SystemExit(0)
     sources = _read_sources(kind, argv, extra, description)
-    values = {o.name: _copy(o.default) for o in options}
+    values = {o.name: _copy(o.default_for(kind)) for o in options}
     values.update({k: v for k, v in sources.file_values.items() if k in values})
     values.update(sources.cli_values)
     cfg = Config(config=sources.config_path, **values)
     _check(cfg, kind)
-    notes = sources.notes + _derived_settings(cfg, kind, set(sources.file_values) | set(sources.cli_values))
+    given = set(sources.file_values) | set(sources.cli_values)
+    if kind != "train":
+        adopt_run_preprocessing(cfg)
+    notes = sources.notes + _derived_settings(cfg, kind, given)
     if launched_rank() == 0:  # one line per launch, not per rank
         for note in dict.fromkeys(notes):
             print(f"note: {note}", file=sys.stderr, flush=True)
@@ -498,14 +526,44 @@ def dataset_for_data_dir(data_dir: str) -> str:
     return "cifar10" if find_cifar_dir(os.path.abspath(data_dir)) else "imagenet"
 
 
+def adopt_run_preprocessing(cfg: Config) -> str | None:
+    """Fill unset (None) preprocessing keys from the ``config.yaml`` beside ``cfg.ckpt_path`` (a train.py run folder),
+    so that a fine-tuned model is evaluated the way it was trained. Returns that file's path when it gave any."""
+    if not getattr(cfg, "ckpt_path", ""):
+        return None
+    path = os.path.join(os.path.dirname(os.path.abspath(cfg.ckpt_path)), RUN_CONFIG_FILE)
+    if not os.path.isfile(path):
+        return None
+    try:
+        values = load_yaml(path)
+    except ConfigError as err:
+        print(f"warning: ignoring {path}: {err}", file=sys.stderr, flush=True)
+        return None
+    adopted = [k for k in PREPROCESSING_KEYS if k in cfg and getattr(cfg, k) is None and values.get(k) is not None]
+    for key in adopted:
+        setattr(cfg, key, values[key])
+    if adopted and launched_rank() == 0:
+        shown = ", ".join(f"{k}={getattr(cfg, k)}" for k in adopted)
+        print(f"note: preprocessing from the training run's {path}: {shown}", file=sys.stderr, flush=True)
+    return path if adopted else None
+
+
+def default_dataset(cfg: Config, kind: str) -> str:
+    """What an unset ``dataset`` means: infer: ImageNet-style image files; else CIFAR-10 when ``data_dir`` holds its
+    batch files, ImageNet layout for any other folder, and the packaged demo without ``data_dir``."""
+    if kind == "infer":
+        return "imagenet"
+    return dataset_for_data_dir(cfg.data_dir) if cfg.data_dir else DEMO_DATASET
+
+
 def _derived_settings(cfg: Config, kind: str, given: set[str]) -> list[str]:
-    """What the model_zoo's command lines leave to the scripts: canonical model names (``mobilenet_v3_small``), the
-    data set of a training ``data_dir`` (``--data_url``) when ``dataset`` is unset (validate.py decides it with the
-    run's preprocessing), and data parallel when several ranks were started (``mpirun -n 8 python train.py ...``)
-    and ``distribute`` is unset. Returns start-up notes."""
+    """What the command lines leave to the scripts: the data set when ``dataset`` is unset (:func:`default_dataset`,
+    e.g. the model_zoo's ``--data_url``), canonical model names (``mobilenet_v3_small``), and data parallel when
+    several ranks were started (``mpirun -n 8 python train.py ...``) and ``distribute`` is unset. Returns start-up
+    notes."""
     notes = []
-    if kind == "train" and "dataset" not in given and cfg.data_dir:
-        cfg.dataset = dataset_for_data_dir(cfg.data_dir)
+    if "dataset" in cfg and cfg.dataset is None:
+        cfg.dataset = default_dataset(cfg, kind)
     if "model" in cfg:
         from .models.registry import canonical_model_name  # MindSpore: the scripts import it next anyway
 
@@ -544,7 +602,7 @@ def _copy(value: Any) -> Any:
 def _check(cfg: Config, kind: str) -> None:
     """Cross-key checks and mindcv spellings folded into one meaning."""
     for key in ("batch_size", "image_resize", "in_channels"):
-        if key in cfg and getattr(cfg, key) <= 0:
+        if key in cfg and getattr(cfg, key) is not None and getattr(cfg, key) <= 0:
             raise ConfigError(f"{key} must be positive, not {getattr(cfg, key)}")
     if getattr(cfg, "num_classes", None) is not None and cfg.num_classes <= 0:
         raise ConfigError(f"num_classes must be positive, not {cfg.num_classes}")

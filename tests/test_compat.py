@@ -27,10 +27,7 @@ from deploy_fixtures import (
 import mindcv_mobilenet as mm
 from mindcv_mobilenet.compat import FOREIGN_KEYS
 from mindcv_mobilenet.config import OPTIONS, OPTIONS_BY_NAME, launched_rank, launched_ranks, load_yaml, parse_args
-from mindcv_mobilenet.deploy.cli import parse
-from mindcv_mobilenet.deploy.infer import INFER_OPTIONS
-from mindcv_mobilenet.deploy.preprocess import resolve_settings
-from mindcv_mobilenet.deploy.validate import VALIDATE_OPTIONS, default_dataset
+from mindcv_mobilenet.data.preprocessing import resolve_data_config
 from mindcv_mobilenet.utils.errors import ConfigError
 
 SHORT = ["--mode", "1", "--num_samples", "4", "--batch_size", "2"]
@@ -38,9 +35,8 @@ SHORT = ["--mode", "1", "--num_samples", "4", "--batch_size", "2"]
 
 def _validate(argv: list[str]):
     """(config, evaluation settings) as validate.py resolves them."""
-    cfg, explicit = parse("validate", VALIDATE_OPTIONS, "validate", argv)
-    cfg.dataset = default_dataset(cfg, explicit)
-    return cfg, resolve_settings(cfg, cfg.model, explicit)
+    cfg = parse_args("validate", argv)
+    return cfg, resolve_data_config(cfg)
 
 
 @pytest.fixture(scope="module")
@@ -119,14 +115,14 @@ def test_model_zoo_v3_validate(imagenet_dir, v3_small_ckpt):
     proc = run_script("validate.py", *command, "--checkpoint_path", str(v3_small_ckpt), *SHORT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "mobilenet_v3_small_100: Top-1" in proc.stdout and "images 4" in proc.stdout
-    assert "imagenet eval transforms at 224 px, crop_pct 0.875" in proc.stderr
+    assert "imagenet transforms at 224 px, crop_pct 0.875" in proc.stderr
 
 
 def test_model_zoo_v3_infer(imagenet_dir, v3_small_ckpt, tmp_path):
     images = tmp_path / "infer"
     shutil.copytree(imagenet_dir / "val" / "n01440764", images)
     command = ["--model", "mobilenet_v3_small", "--data_url", str(images)]
-    cfg, _ = parse("infer", INFER_OPTIONS, "infer", command)
+    cfg = parse_args("infer", command)
     assert cfg.model == "mobilenet_v3_small_100" and cfg.image_path == [str(images)]
     proc = run_script("infer.py", *command, "--checkpoint_path", str(v3_small_ckpt), "--mode", "1", "--topk", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -202,8 +198,8 @@ def test_model_zoo_keys_in_yaml(tmp_path, capsys):
     assert notes == ["note: milestone: read as epochs after warmup (MindSpore's piecewise_constant_lr counts steps)",
                      "note: dataset_sink_mode True: steps are driven from Python here (no data sink); same results, "
                      "speed may differ"]
-    assert load_yaml(str(path), list(OPTIONS) + list(INFER_OPTIONS), kind="infer")["image_path"] == ["/data/imagenet"]
-    cfg = parse_args("infer", ["-c", str(path)], extra=INFER_OPTIONS)
+    assert load_yaml(str(path), list(OPTIONS), kind="infer")["image_path"] == ["/data/imagenet"]
+    cfg = parse_args("infer", ["-c", str(path)])
     assert cfg.image_path == ["/data/imagenet"] and cfg.model == "mobilenet_v1_050_160"
 
 
@@ -212,7 +208,7 @@ def test_bare_key_value_gets_the_same_checks():
     with pytest.raises(ConfigError, match="'dataset' must be one of"):
         parse_args("train", ["dataset=mnist"])
     with pytest.raises(ConfigError, match="--max_lr is not used by this script"):
-        parse_args("validate", ["max_lr=0.1"], extra=VALIDATE_OPTIONS)
+        parse_args("validate", ["max_lr=0.1"])
     with pytest.raises(ConfigError, match="unknown option"):
         parse_args("train", ["not_a_key=1"])
 
@@ -243,7 +239,7 @@ def test_arch_picks_every_registered_variant():
                                       ("mobilenetv3", 0.75, None, "mobilenet_v3_large_075"),
                                       ("mobilenetv3_small", 1.0, 224, "mobilenet_v3_small_100")]:
         argv = ["--arch", arch, "--alpha", str(alpha)] + (["--resize", str(resize)] if resize else [])
-        cfg = parse_args("validate", argv, extra=VALIDATE_OPTIONS)
+        cfg = parse_args("validate", argv)
         assert cfg.model == name and mm.is_model(name)
         assert mm.get_model_config(name).image_size == (resize or 224)
 

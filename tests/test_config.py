@@ -100,10 +100,10 @@ def test_validate_takes_train_recipe_but_keeps_its_own_keys():
 
 
 def test_extra_script_options():
-    extra = [Option("topk", int, 5, "classes to print", frozenset({"infer"})),
+    extra = [Option("passes", int, 5, "passes over each image", frozenset({"infer"})),
              Option("image", str, None, "image paths", frozenset({"infer"}), positional=True, nargs="+")]
-    cfg = parse_args("infer", ["a.jpg", "b.jpg", "--topk", "3", "--model", "mobilenet_v1_025"], extra=extra)
-    assert cfg.image == ["a.jpg", "b.jpg"] and cfg.topk == 3 and cfg.model == "mobilenet_v1_025"
+    cfg = parse_args("infer", ["a.jpg", "b.jpg", "--passes", "3", "--model", "mobilenet_v1_025"], extra=extra)
+    assert cfg.image == ["a.jpg", "b.jpg"] and cfg.passes == 3 and cfg.model == "mobilenet_v1_025"
 
 
 def test_saved_config_loads_back(tmp_path):
@@ -115,9 +115,15 @@ def test_saved_config_loads_back(tmp_path):
 
 
 def test_no_arguments_is_the_cpu_demo():
-    defaults = vars(parse_args("train", []))
-    demo = vars(parse_args("train", ["-c", DEMO]))
-    assert {k: v for k, v in demo.items() if k != "config"} == {k: v for k, v in defaults.items() if k != "config"}
+    from mindcv_mobilenet.config import PREPROCESSING_KEYS
+    from mindcv_mobilenet.data.preprocessing import resolve_data_config
+
+    default_cfg, demo_cfg = parse_args("train", []), parse_args("train", ["-c", DEMO])
+    defaults, demo = vars(default_cfg), vars(demo_cfg)
+    skip = {"config", *PREPROCESSING_KEYS}  # unset in the defaults ("the data set's"), spelled out in the recipe
+    assert {k: v for k, v in demo.items() if k not in skip} == {k: v for k, v in defaults.items() if k not in skip}
+    assert resolve_data_config(demo_cfg) == resolve_data_config(default_cfg)
+    assert resolve_data_config(default_cfg).image_size == 96
     assert defaults["dataset"] == "cifar10_demo" and not defaults["distribute"] and defaults["pretrained"]
     # the packaged weights are the default only for the built-in model: another model starts from scratch
     assert not parse_args("train", ["--model", "mobilenet_v2_035"]).pretrained

@@ -64,7 +64,7 @@ def test_bad_options_are_clear_errors():
         create_transforms("imagenet", 48, hlfip=0.5)
     with pytest.raises(ConfigError, match="interpolation"):
         create_transforms("imagenet", 48, interpolation="magic")
-    with pytest.raises(ConfigError, match="no transforms for data set 'mnist'"):
+    with pytest.raises(ConfigError, match="unknown data set 'mnist'"):
         create_transforms("mnist")
 
 

@@ -16,7 +16,7 @@ from deploy_fixtures import (
 )
 
 from mindcv_mobilenet import create_model
-from mindcv_mobilenet.deploy.export import ExportError, compare_logits, export_files, export_model, sample_input
+from mindcv_mobilenet.inference.export import ExportError, compare_logits, export_files, export_model, sample_input
 from mindcv_mobilenet.utils.errors import UserError
 
 FAMILIES = ["mobilenet_v1_025", "mobilenet_v2_035", "mobilenet_v3_small_075", "mobilenet_v3_large_100"]
@@ -108,7 +108,7 @@ def v1_ckpt(tmp_path_factory):
 def test_cli_exports_checkpoint_to_both_formats(v1_ckpt, tmp_path):
     from mindspore import Tensor
 
-    from mindcv_mobilenet.deploy.loading import load_model
+    from mindcv_mobilenet.inference.loading import load_model
 
     proc = run_script("export.py", "--model", "mobilenet_v1_025", "--ckpt_path", str(v1_ckpt), "--file_format",
                       "MINDIR", "onnx", "--image_size", "32", "--batch_size", "2", "--output", str(tmp_path / "v1"))
@@ -141,15 +141,16 @@ def test_onnx_backend_exports_once_and_caches(v1_ckpt, tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")
     from mindspore import Tensor
 
-    from mindcv_mobilenet.deploy import export as export_module
-    from mindcv_mobilenet.deploy.loading import load_model
-    from mindcv_mobilenet.deploy.onnx_backend import cache_path, onnx_predictor
+    from mindcv_mobilenet.inference import predictor as predictor_module
+    from mindcv_mobilenet.inference.loading import load_model
+    from mindcv_mobilenet.inference.onnx_backend import cache_path
+    from mindcv_mobilenet.inference.predictor import onnx_predictor
 
     monkeypatch.setenv("MINDCV_MOBILENET_CACHE", str(tmp_path / "cache"))
     loaded = load_model("mobilenet_v1_025", str(v1_ckpt))
     calls = []
-    real_export = export_module.export_model
-    monkeypatch.setattr(export_module, "export_model", lambda *a, **k: calls.append(a) or real_export(*a, **k))
+    real_export = predictor_module.export_model
+    monkeypatch.setattr(predictor_module, "export_model", lambda *a, **k: calls.append(a) or real_export(*a, **k))
     first = onnx_predictor(loaded, 32, 4)
     second = onnx_predictor(loaded, 32, 4)
     assert len(calls) == 1 and first.path == second.path == cache_path(loaded, 32, 4)
@@ -164,7 +165,7 @@ def test_onnx_backend_exports_once_and_caches(v1_ckpt, tmp_path, monkeypatch):
 def test_onnxruntime_missing_is_a_clear_error(monkeypatch):
     import sys
 
-    from mindcv_mobilenet.deploy.onnx_backend import require_onnxruntime
+    from mindcv_mobilenet.inference.onnx_backend import require_onnxruntime
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(UserError, match=r"pip install .*onnx"):

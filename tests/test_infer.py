@@ -153,23 +153,21 @@ def test_class_list_of_wrong_length_is_one_line(tmp_path, fruit_ckpt, photos):
 
 def test_training_run_preprocessing_is_adopted(tmp_path):
     """A checkpoint in a train.py run folder: its config.yaml decides data set recipe and resolution when unset."""
-    from mindcv_mobilenet.deploy.cli import parse
-    from mindcv_mobilenet.deploy.infer import INFER_OPTIONS
-    from mindcv_mobilenet.deploy.preprocess import resolve_settings
+    from mindcv_mobilenet.config import parse_args
+    from mindcv_mobilenet.data.preprocessing import resolve_data_config
 
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text("dataset: cifar10_demo\nimage_resize: 48\nlr: 0.1\nmodel: mobilenet_v1_025\n")
     ckpt = str(run / "m.ckpt")
-    cfg, explicit = parse("infer", INFER_OPTIONS, "", ["--model", "mobilenet_v1_025", "--ckpt_path", ckpt,
-                                                       "--image_path", "a.jpg"])
-    settings = resolve_settings(cfg, cfg.model, explicit, for_files=True)
+    cfg = parse_args("infer", ["--model", "mobilenet_v1_025", "--ckpt_path", ckpt, "--image_path", "a.jpg"])
+    settings = resolve_data_config(cfg, for_files=True)
     assert (settings.dataset, settings.image_size, settings.crop_pct) == ("cifar10_demo", 48, 1.0)
-    cfg, explicit = parse("infer", INFER_OPTIONS, "", ["--model", "mobilenet_v1_025", "--ckpt_path", ckpt,
-                                                       "--image_path", "a.jpg", "--image_resize", "96"])
-    assert resolve_settings(cfg, cfg.model, explicit, for_files=True).image_size == 96  # the command line wins
+    cfg = parse_args("infer", ["--model", "mobilenet_v1_025", "--ckpt_path", ckpt, "--image_path", "a.jpg",
+                               "--image_resize", "96"])
+    assert resolve_data_config(cfg, for_files=True).image_size == 96  # the command line wins
     # the CIFAR recipe at 48 px, applied to a real-size photo: shorter-side resize + center crop to 48x48
-    from mindcv_mobilenet.deploy.preprocess import FilePreprocessor
+    from mindcv_mobilenet.inference.preprocess import FilePreprocessor
 
     photo = tmp_path / "p.png"
     Image.fromarray(np.full((100, 160, 3), 128, np.uint8)).save(photo)

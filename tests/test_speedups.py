@@ -1,6 +1,6 @@
 """The CPU speed-ups change how fast the models run, never what they compute.
 
-* the oneDNN instruction-set cap (mindcv_mobilenet/perf/runtime.py) is applied on import, respects the user's choice,
+* the oneDNN instruction-set cap (mindcv_mobilenet/runtime.py) is applied on import, respects the user's choice,
   and gives the same logits and gradients as oneDNN's default kernels;
 * BatchNorm folding (mindcv_mobilenet/models/fuse.py) gives the same logits and leaves the original model alone.
 
@@ -20,8 +20,8 @@ import pytest
 from mindspore import Tensor, nn
 
 import mindcv_mobilenet as mm
+from mindcv_mobilenet import runtime
 from mindcv_mobilenet.models.fuse import fuse_bn
-from mindcv_mobilenet.perf import runtime
 
 ISA_ENVS = (runtime.ISA_ENV, runtime.LEGACY_ISA_ENV, runtime.OPT_OUT_ENV)
 

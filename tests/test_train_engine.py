@@ -18,7 +18,7 @@ from mindcv_mobilenet.engine.metrics import evaluate, topk_correct
 from mindcv_mobilenet.engine.optim import create_optimizer, param_groups
 from mindcv_mobilenet.engine.scheduler import create_scheduler
 from mindcv_mobilenet.engine.train_step import TrainStep
-from mindcv_mobilenet.perf.runtime import jit_forward
+from mindcv_mobilenet.runtime import jit_forward
 from mindcv_mobilenet.utils.checkpoint import load_model_weights, save_checkpoint
 from mindcv_mobilenet.utils.errors import ConfigError
 

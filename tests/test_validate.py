@@ -119,7 +119,7 @@ def test_onnx_backend_reports_the_same_as_mindspore(ms_results, onnx_results):
 @pytest.fixture(scope="module")
 def cifar_model(base):
     """A 10-class model with random (non-degenerate) weights, loaded as validate loads it, at 32 px."""
-    from mindcv_mobilenet.deploy.loading import load_model, set_mode
+    from mindcv_mobilenet.inference.loading import load_model, set_mode
 
     set_mode(0)
     ckpt = random_checkpoint(base, "mobilenet_v1_025", 10, seed=3)
@@ -136,12 +136,12 @@ def _cfg(**kw) -> SimpleNamespace:
 
 
 def _validate_in_process(cfg, loaded, info=None) -> dict:
-    from mindcv_mobilenet.deploy.preprocess import resolve_settings
-    from mindcv_mobilenet.deploy.validate import eval_dataset, validate_loaded
+    from mindcv_mobilenet.data.preprocessing import resolve_data_config
     from mindcv_mobilenet.engine.distributed import DistInfo, Reducer
+    from mindcv_mobilenet.inference.validate import eval_dataset, validate_loaded
 
     info = info or DistInfo()
-    settings = resolve_settings(cfg, cfg.model, set())
+    settings = resolve_data_config(cfg)
     return validate_loaded(cfg, loaded, settings, eval_dataset(cfg, info), info, Reducer(DistInfo()))
 
 

@@ -1,8 +1,17 @@
 """Data pipeline: data sets (ImageNet, class folders, CIFAR-10, a packaged CIFAR-10 demo), transforms, loaders."""
 
 from .class_names import load_class_names, save_class_names
-from .constants import DEFAULT_CROP_PCT, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, shared_dir
-from .dataset import DATASET_NAMES, create_dataset
+from .constants import (
+    DATASET_NAMES,
+    DATASETS,
+    DEFAULT_CROP_PCT,
+    IMAGENET_DEFAULT_MEAN,
+    IMAGENET_DEFAULT_STD,
+    DatasetSpec,
+    dataset_spec,
+    shared_dir,
+)
+from .dataset import create_dataset
 from .download import CIFAR10_MD5, CIFAR10_URL, download_cifar10, safe_extract
 from .loader import create_loader
 from .mixup import Mixup
@@ -13,6 +22,9 @@ __all__ = [
     "CIFAR10_MD5",
     "CIFAR10_URL",
     "DATASET_NAMES",
+    "DATASETS",
+    "DatasetSpec",
+    "dataset_spec",
     "DEFAULT_CROP_PCT",
     "IMAGENET_DEFAULT_MEAN",
     "IMAGENET_DEFAULT_STD",

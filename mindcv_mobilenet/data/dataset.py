@@ -16,12 +16,11 @@ import mindspore.dataset as ds
 from ..utils.download import default_cache_dir
 from ..utils.errors import ConfigError, DataError
 from .cifar10 import ArraySource, load_cifar10
-from .constants import RESOURCES_DIR
+from .constants import RESOURCES_DIR, dataset_spec
 from .download import CIFAR10_MD5, CIFAR10_URL, download_cifar10
 from .folder import ImageFileSource, check_root, resolve_split_dir, scan_image_folder
 from .stats import DatasetStats
 
-DATASET_NAMES = ("imagenet", "folder", "cifar10", "cifar10_demo")
 CIFAR10_DEMO_DIR = os.path.join(RESOURCES_DIR, "cifar10_demo")
 EXTRA_OPTIONS = ("python_multiprocessing", "exact_shards", "url", "md5", "file_md5s")
 
@@ -79,16 +78,15 @@ def load_source(name: str = "", root: str | None = None, split: str = "train", d
                 **options) -> DataSource:
     """Scan (image folders) or load (CIFAR-10) a data set once; options: ``url``/``md5``/``file_md5s`` (download)."""
     name = (name or "folder").lower()
-    if name not in DATASET_NAMES:
-        raise ConfigError(f"unknown data set '{name}': use one of {', '.join(DATASET_NAMES)}")
+    spec = dataset_spec(name)
     if download and name != "cifar10":
         raise ConfigError(f"download is only available for cifar10, not {name}: place the data under root by hand")
-    if name in ("imagenet", "folder"):
+    if spec.is_folder:
         folder = resolve_split_dir(check_root(root, name), split)
         classes, samples = scan_image_folder(folder)
         return DataSource(name, ImageFileSource(samples), classes, DatasetStats(files=[p for p, _ in samples]),
                           folder, split)
-    if name == "cifar10_demo":
+    if spec.packaged:
         root = root or CIFAR10_DEMO_DIR
     elif name == "cifar10" and root is None:
         root = os.path.join(default_cache_dir(), "cifar10")

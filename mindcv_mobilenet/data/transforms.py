@@ -15,7 +15,14 @@ from mindspore.dataset.vision import Inter
 
 from ..utils.errors import ConfigError
 from .auto_augment import auto_augment_ops
-from .constants import CIFAR10_MEAN, CIFAR10_STD, DEFAULT_CROP_PCT, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from .constants import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    DEFAULT_CROP_PCT,
+    IMAGENET_DEFAULT_MEAN,
+    IMAGENET_DEFAULT_STD,
+    dataset_spec,
+)
 
 INTERPOLATIONS = {
     "bilinear": Inter.BILINEAR,
@@ -23,8 +30,6 @@ INTERPOLATIONS = {
     "nearest": Inter.NEAREST,
     "area": Inter.AREA,
 }
-CIFAR_NAMES = ("cifar10", "cifar10_demo")
-IMAGENET_NAMES = ("imagenet", "folder", "")
 
 Size = Union[int, Sequence[int]]
 
@@ -199,14 +204,10 @@ def create_transforms(
     ``kwargs`` are the recipe options (scale, ratio, hflip, vflip, color_jitter, interpolation, crop_pct, mean, std,
     re_prob, ...). With ``separate=True`` training returns (primary, secondary, final) lists for augment splits.
     """
-    name = (dataset_name or "").lower()
     _check_options(kwargs)
-    if name in CIFAR_NAMES:
+    if not dataset_spec((dataset_name or "folder").lower()).is_folder:
         return transforms_cifar(image_resize, is_training=is_training, auto_augment=auto_augment, separate=separate,
                                 **kwargs)
-    if name in IMAGENET_NAMES:
-        if is_training:
-            return transforms_imagenet_train(image_resize, auto_augment=auto_augment, separate=separate, **kwargs)
-        return transforms_imagenet_eval(image_resize, **kwargs)
-    names = ", ".join(repr(n) for n in IMAGENET_NAMES + CIFAR_NAMES)
-    raise ConfigError(f"no transforms for data set '{dataset_name}': use one of {names}")
+    if is_training:
+        return transforms_imagenet_train(image_resize, auto_augment=auto_augment, separate=separate, **kwargs)
+    return transforms_imagenet_eval(image_resize, **kwargs)

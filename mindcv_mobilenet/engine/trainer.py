@@ -27,11 +27,12 @@ import numpy as np
 from mindspore import nn
 
 from ..config import Config
-from ..data import create_dataset, create_loader, create_transforms
+from ..data import create_dataset, create_loader
 from ..data.dataset import DataSource, load_source
-from ..models import create_model, get_model_config
+from ..data.preprocessing import resolve_data_config
+from ..models import create_model
 from ..models.input_norm import NormalizedInput
-from ..perf.runtime import jit_forward
+from ..runtime import jit_forward
 from ..utils.errors import UserError
 from .amp import apply_amp
 from .checkpoint_manager import CheckpointManager, TrainState, restore_training_checkpoint, training_checkpoint
@@ -68,22 +69,12 @@ def seed_everything(seed: int) -> None:
     ms.dataset.config.set_seed(seed)
 
 
-def _transform_options(cfg: Config, training: bool) -> dict:
-    """Recipe augmentation keys for ``create_transforms``; unset ones keep the data set's defaults."""
-    opts: dict = {"interpolation": cfg.interpolation}
-    if training:
-        opts.update(scale=tuple(cfg.scale), ratio=tuple(cfg.ratio), hflip=cfg.hflip, vflip=cfg.vflip,
-                    color_jitter=cfg.color_jitter, re_prob=cfg.re_prob, re_scale=tuple(cfg.re_scale),
-                    re_ratio=tuple(cfg.re_ratio), re_value=cfg.re_value, re_max_attempts=cfg.re_max_attempts)
-    elif cfg.crop_pct is not None:
-        opts["crop_pct"] = cfg.crop_pct
-    elif cfg.dataset in ("imagenet", "folder"):
-        opts["crop_pct"] = get_model_config(cfg.model).crop_pct
-    if cfg.mean is not None:
-        opts["mean"] = tuple(cfg.mean)
-    if cfg.std is not None:
-        opts["std"] = tuple(cfg.std)
-    return opts
+def _augmentation(cfg: Config) -> dict:
+    """The recipe's training augmentation keys (preprocessing itself is the data config's)."""
+    return {"auto_augment": cfg.auto_augment, "scale": tuple(cfg.scale), "ratio": tuple(cfg.ratio),
+            "hflip": cfg.hflip, "vflip": cfg.vflip, "color_jitter": cfg.color_jitter, "re_prob": cfg.re_prob,
+            "re_scale": tuple(cfg.re_scale), "re_ratio": tuple(cfg.re_ratio), "re_value": cfg.re_value,
+            "re_max_attempts": cfg.re_max_attempts}
 
 
 def build_loader(cfg: Config, split: str, training: bool, info: DistInfo, num_classes: int | None = None,
@@ -102,9 +93,7 @@ def build_loader(cfg: Config, split: str, training: bool, info: DistInfo, num_cl
         download=cfg.dataset_download, data_source=data_source,
     )
     num_classes = num_classes or dataset.num_classes
-    transform = create_transforms(cfg.dataset, image_resize=cfg.image_resize, is_training=training,
-                                  auto_augment=cfg.auto_augment if training else None,
-                                  **_transform_options(cfg, training))
+    transform = resolve_data_config(cfg).transforms(training, **(_augmentation(cfg) if training else {}))
     loader = create_loader(
         dataset, batch_size=cfg.batch_size, drop_remainder=training and cfg.drop_remainder, is_training=training,
         mixup=cfg.mixup if training else 0.0, cutmix=cfg.cutmix if training else 0.0,
@@ -195,6 +184,8 @@ def train(cfg: Config) -> dict:
 
 def _train(cfg: Config, info: DistInfo, run_dir: str) -> dict:
     log = RunLog(os.path.join(run_dir, "metrics.jsonl"), info.is_main)
+    for key, value in resolve_data_config(cfg).as_settings().items():
+        setattr(cfg, key, value)  # config.yaml records the preprocessing used; validate/infer read it from there
     if info.is_main:
         cfg.save(os.path.join(run_dir, "config.yaml"))
         _logger.info("config:\n%s", cfg)

@@ -15,11 +15,6 @@ from typing import Callable
 from mindspore import Tensor, nn, ops
 from mindspore.common import initializer as init
 
-from ..perf.runtime import configure_cpu_runtime
-
-# before any model runs: MindSpore 2.10's oneDNN falls back to reference convolutions on AVX-512 CPUs (perf/runtime.py)
-configure_cpu_runtime()
-
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
     """Round a channel count to a multiple of ``divisor`` without going more than 10% below ``value``."""

@@ -10,12 +10,10 @@ from typing import Callable
 
 from mindspore import nn
 
+from ..data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from ..utils.errors import UserError
 
 _logger = logging.getLogger(__name__)
-
-IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -24,6 +22,7 @@ class ModelConfig:
 
     ``sha256`` may be a prefix of the digest (mindcv names files ``<model>-<first 8 hex of sha256>.ckpt``).
     ``checkpoint_num_classes`` is the classifier size of the published checkpoint (mindcv's V1 weights have 1001).
+    ``mean``/``std`` are on the 0..255 pixel scale, as everywhere in the suite.
     """
 
     url: str = ""

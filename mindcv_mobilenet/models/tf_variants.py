@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from .registry import ModelConfig
 
-# TensorFlow's (Inception) normalisation: x / 127.5 - 1, i.e. mean 0.5 and std 0.5 on the 0..1 scale.
-TF_MEAN = (0.5, 0.5, 0.5)
-TF_STD = (0.5, 0.5, 0.5)
+# TensorFlow's (Inception) normalisation: x / 127.5 - 1, i.e. mean and std 127.5 on the 0..255 scale.
+TF_MEAN = (127.5, 127.5, 127.5)
+TF_STD = (127.5, 127.5, 127.5)
 TF_RESOLUTIONS = (224, 192, 160, 128)
 
 

@@ -6,11 +6,10 @@ import os
 
 from ..data.cifar10 import CLASS_NAMES as CIFAR10_CLASS_NAMES
 from ..data.class_names import CLASS_NAMES_FILE, load_class_names
-from ..data.constants import RESOURCES_DIR
+from ..data.constants import RESOURCES_DIR, dataset_spec
 from ..utils.errors import DataError
 
 IMAGENET_LABELS_FILE = os.path.join(RESOURCES_DIR, "imagenet_labels_1000.txt")
-CIFAR_DATASETS = ("cifar10", "cifar10_demo")
 
 
 def imagenet_class_names() -> list[str]:
@@ -49,7 +48,7 @@ def resolve_class_names(num_classes: int, dataset: str = "", class_names_file: s
     elif saved_class_list(ckpt_path):
         source = saved_class_list(ckpt_path)
         names = load_class_names(source)
-    elif dataset in CIFAR_DATASETS and num_classes == len(CIFAR10_CLASS_NAMES):
+    elif not dataset_spec(dataset).is_folder and num_classes == len(CIFAR10_CLASS_NAMES):
         names, source = list(CIFAR10_CLASS_NAMES), "CIFAR-10"
     elif num_classes == 1000:
         names, source = imagenet_class_names(), "ImageNet-1k"

@@ -9,34 +9,20 @@ from __future__ import annotations
 
 import logging
 
-from ..config import Config, dataset_for_data_dir
+from ..config import Config
 from ..data import create_dataset, create_loader, load_class_names
+from ..data.constants import dataset_spec
+from ..data.preprocessing import DataConfig, resolve_data_config
 from ..engine.distributed import DistInfo, Reducer, init_distributed
 from ..engine.metrics import evaluate, write_json
 from ..utils.errors import DataError
+from ..utils.logs import setup_logging
 from .classes import saved_class_list
-from .cli import setup_logging, text_option
 from .loading import LoadedModel, load_model, set_mode
-from .predictor import BACKENDS, CellAdapter, create_predictor
-from .preprocess import IMAGE_FOLDER_DATASETS, EvalSettings, resolve_settings
+from .predictor import CellAdapter, create_predictor
 from .progress import Progress
 
 _logger = logging.getLogger("mindcv_mobilenet")
-
-VALIDATE_OPTIONS = (
-    text_option("output", "", "also write the results to this JSON file", "validate"),
-    text_option("backend", "mindspore", "mindspore, or onnxruntime (exported to ONNX once, cached; pip install "
-                ".[onnx])", "validate", choices=BACKENDS),
-)
-
-
-def default_dataset(cfg: Config, explicit: set[str]) -> str:
-    """An unset ``dataset``: CIFAR-10 when ``data_dir`` holds its batch files, ImageNet layout for any other folder,
-    else the packaged demo (the parser's default)."""
-    if "dataset" in explicit or not cfg.data_dir:
-        return cfg.dataset
-    return dataset_for_data_dir(cfg.data_dir)
-
 
 def check_labels(dataset, num_classes: int, ckpt_path: str) -> None:
     """Labels must mean what the classifier's outputs mean: same number of classes, same order as training's."""
@@ -46,22 +32,21 @@ def check_labels(dataset, num_classes: int, ckpt_path: str) -> None:
             "labels would not line up with the outputs (ImageNet needs all 1,000 class folders, even empty ones)"
         )
     saved = saved_class_list(ckpt_path)
-    if saved and dataset.dataset_name in IMAGE_FOLDER_DATASETS:
+    if saved and dataset_spec(dataset.dataset_name).is_folder:
         trained = load_class_names(saved)
         if list(trained) != list(dataset.class_names):
             raise DataError(f"the class folders of {dataset.data_root} differ from the classes the checkpoint was "
                             f"trained on ({saved}); validate on a split with the same class folders")
 
 
-def run_validation(cfg: Config, explicit: set[str]) -> dict:
+def run_validation(cfg: Config) -> dict:
     """Validate ``cfg.model`` on ``cfg.val_split`` and return the metrics (printed and written by rank 0)."""
     setup_logging()
     set_mode(cfg.mode, cfg.device_target)
     info = init_distributed(cfg.distribute)
-    cfg.dataset = default_dataset(cfg, explicit)
     dataset = eval_dataset(cfg, info)  # before the model: a wrong path is reported at once
     loaded = load_model(cfg.model, cfg.ckpt_path, cfg.pretrained, cfg.num_classes, cfg.in_channels, cfg.ema)
-    settings = resolve_settings(cfg, cfg.model, explicit)
+    settings = resolve_data_config(cfg)
     results = validate_loaded(cfg, loaded, settings, dataset, info, Reducer(info))
     if info.is_main:
         print(format_results(results), flush=True)
@@ -80,7 +65,7 @@ def eval_dataset(cfg: Config, info: DistInfo):
     )
 
 
-def validate_loaded(cfg: Config, loaded: LoadedModel, settings: EvalSettings, dataset, info: DistInfo,
+def validate_loaded(cfg: Config, loaded: LoadedModel, settings: DataConfig, dataset, info: DistInfo,
                     reducer: Reducer) -> dict:
     """Evaluate ``dataset`` (this rank's shard); every sum goes through ``reducer`` (the all-reduce) before dividing."""
     check_labels(dataset, loaded.num_classes, cfg.ckpt_path)

@@ -9,11 +9,12 @@ memory reuse), so the report also gives the whole network's measured time next t
 from __future__ import annotations
 
 import copy
-import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from .timing import first_and_median
 
 CATEGORIES = ("depthwise conv", "1x1 conv", "stem conv 3x3", "BatchNorm", "activation", "squeeze-excite",
               "residual add", "head (pool + classifier)")
@@ -34,7 +35,7 @@ class LayerSpec:
 def _category(cell) -> str | None:
     from mindspore import nn
 
-    from ..models.layers import HardSwish, SqueezeExcite
+    from mindcv_mobilenet.models.layers import HardSwish, SqueezeExcite
 
     if isinstance(cell, nn.Conv2d):
         if cell.group > 1 and cell.group == cell.in_channels:
@@ -63,7 +64,7 @@ def collect_layers(model, image_size: int = 224) -> list[LayerSpec]:
     import mindspore as ms
     from mindspore import Tensor
 
-    from ..models.layers import ResidualBlock, SqueezeExcite
+    from mindcv_mobilenet.models.layers import ResidualBlock, SqueezeExcite
 
     specs: OrderedDict = OrderedDict()
     se_prefixes = [name + "." for name, cell in model.cells_and_names() if isinstance(cell, SqueezeExcite)]
@@ -171,14 +172,7 @@ def _Head(model):
 
 
 def _median_ms(fn, x, repeats: int) -> float:
-    out = fn(x)
-    _sync(out)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        _sync(fn(x))
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) * 1e3
+    return first_and_median(lambda: _sync(fn(x)), repeats)[1] * 1e3
 
 
 def _sync(out) -> None:
@@ -242,7 +236,7 @@ def profile_model(name: str, batch_size: int = 32, image_size: int = 224, repeat
     """Per-category totals, the slowest distinct layers and the whole-network time for registered model ``name``."""
     import mindspore as ms
 
-    from ..models import create_model
+    from mindcv_mobilenet.models import create_model
 
     ms.set_seed(0)
     model = create_model(name)

@@ -7,7 +7,8 @@ at AVX2 makes it pick its JIT GEMM convolution (``x64:gemm:jit``) instead: the s
 networks run 8-14x faster, forward and backward. ``ONEDNN_VERBOSE=1`` shows the implementation each primitive uses.
 
 oneDNN reads the cap once, when the process creates its first oneDNN primitive, so it has to be in the environment
-before MindSpore runs anything on the CPU; the package sets it when ``mindcv_mobilenet.models`` is imported.
+before MindSpore runs anything on the CPU; the package root applies it on import (``import mindcv_mobilenet`` or any
+of its modules), before the models exist.
 """
 
 from __future__ import annotations

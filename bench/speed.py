@@ -8,13 +8,13 @@ calls after one untimed warm-up call (graph mode compiles on a new input shape; 
 from __future__ import annotations
 
 import os
-import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from .timing import first_and_median
 
 
 @dataclass
@@ -34,17 +34,6 @@ class SpeedResult:
         return asdict(self)
 
 
-def _timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def _median_time(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up (caches, allocator)
-    return statistics.median(_timed(fn) for _ in range(max(1, repeats)))
-
-
 def _inputs(batch: int, image_size: int, in_channels: int = 3) -> np.ndarray:
     return np.random.default_rng(0).standard_normal((batch, in_channels, image_size, image_size), dtype=np.float32)
 
@@ -58,18 +47,16 @@ def mindspore_speed(model, name: str, runtime: str, mode: int, image_size: int, 
     ms.set_context(mode=ms.GRAPH_MODE if mode == 0 else ms.PYNATIVE_MODE)
     model.set_train(False)
     one, many = Tensor(_inputs(1, image_size)), Tensor(_inputs(batch_size, image_size))
-    first = _timed(lambda: model(one).asnumpy())
-    latency = _median_time(lambda: model(one).asnumpy(), repeats)
-    _timed(lambda: model(many).asnumpy())  # compiles the batch-N graph, not timed
-    per_batch = _median_time(lambda: model(many).asnumpy(), max(1, repeats // 2))
+    first, latency = first_and_median(lambda: model(one).asnumpy(), repeats)
+    _, per_batch = first_and_median(lambda: model(many).asnumpy(), repeats // 2)  # its first call compiles
     return SpeedResult(name, runtime, first, 1000 * latency, batch_size / per_batch, batch_size, image_size)
 
 
 def onnxruntime_speed(model, name: str, image_size: int, batch_size: int = 32, repeats: int = 5,
                       threads: int | None = None) -> SpeedResult:
     """Export ``model`` to ONNX at batch 1 and ``batch_size`` and time both in ONNX Runtime (CPU)."""
-    from .export import export_model
-    from .onnx_backend import OnnxPredictor
+    from mindcv_mobilenet.inference.export import export_model
+    from mindcv_mobilenet.inference.onnx_backend import OnnxPredictor
 
     with tempfile.TemporaryDirectory(prefix="mindcv_mobilenet_speed_") as folder:
         start = time.perf_counter()
@@ -79,12 +66,12 @@ def onnxruntime_speed(model, name: str, image_size: int, batch_size: int = 32, r
         one = _inputs(1, image_size)
         run_one(one)
         first = time.perf_counter() - start
-        latency = _median_time(lambda: run_one(one), repeats)
+        latency = first_and_median(lambda: run_one(one), repeats)[1]
         path_many = os.path.join(folder, "bn.onnx")
         export_model(model, "ONNX", path_many, image_size, batch_size, check=False)
         run_many = OnnxPredictor(path_many, threads)
         many = _inputs(batch_size, image_size)
-        per_batch = _median_time(lambda: run_many(many), max(1, repeats // 2))
+        per_batch = first_and_median(lambda: run_many(many), repeats // 2)[1]
     return SpeedResult(name, "onnxruntime", first, 1000 * latency, batch_size / per_batch, batch_size, image_size)
 
 

@@ -1,4 +1,5 @@
-"""CPU deployment backend: the model exported once to ONNX (cached) and run in ONNX Runtime.
+"""CPU deployment backend: an exported ONNX file run in ONNX Runtime (:class:`OnnxPredictor`), and where exports are
+cached (:func:`cache_path`; :func:`..predictor.onnx_predictor` exports on first use).
 
 ONNX Runtime is optional (``pip install .[onnx]``). The exported file is cached in
 ``<cache dir>/onnx/<model>-<weights sha256[:16]>-<channels>x<size>px-b<batch>-v<package version>.onnx``, so a second
@@ -8,9 +9,7 @@ file that is deleted once loaded.
 
 from __future__ import annotations
 
-import logging
 import os
-import tempfile
 
 import numpy as np
 
@@ -18,8 +17,6 @@ from .. import __version__
 from ..utils.download import default_cache_dir
 from ..utils.errors import UserError
 from .loading import LoadedModel
-
-_logger = logging.getLogger("mindcv_mobilenet")
 
 INSTALL_HINT = "pip install 'mindcv_mobilenet[onnx]' (or: pip install onnxruntime)"
 
@@ -70,22 +67,3 @@ def cache_path(loaded: LoadedModel, image_size: int, batch_size: int) -> str:
     name = (f"{loaded.model_name}-{(loaded.weights_id or 'random')[:16]}-{loaded.in_channels}x{image_size}px"
             f"-b{batch_size}-v{__version__}.onnx")
     return os.path.join(default_cache_dir(), "onnx", name)
-
-
-def onnx_predictor(loaded: LoadedModel, image_size: int, batch_size: int) -> OnnxPredictor:
-    """An ONNX Runtime predictor for ``loaded``, exporting (and checking) the model on first use only."""
-    require_onnxruntime()
-    from .export import export_model
-
-    if loaded.weights_id is None:
-        with tempfile.TemporaryDirectory(prefix="mindcv_mobilenet_onnx_") as folder:
-            path = os.path.join(folder, "model.onnx")
-            export_model(loaded.model, "ONNX", path, image_size, batch_size, loaded.in_channels)
-            return OnnxPredictor(path)
-    path = cache_path(loaded, image_size, batch_size)
-    if os.path.isfile(path):
-        _logger.info("ONNX Runtime backend: using the cached export %s", path)
-    else:
-        result = export_model(loaded.model, "ONNX", path, image_size, batch_size, loaded.in_channels, force=True)
-        _logger.info("ONNX Runtime backend: %s", result.describe())
-    return OnnxPredictor(path)

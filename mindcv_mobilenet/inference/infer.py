@@ -20,29 +20,16 @@ import numpy as np
 from ..config import Config
 from ..data.constants import IMAGE_EXTENSIONS
 from ..data.decode import load_rgb
+from ..data.preprocessing import resolve_data_config
 from ..utils.errors import DataError, UserError
 from ..utils.fileio import atomic_path
+from ..utils.logs import setup_logging
 from .classes import resolve_class_names, short_name
-from .cli import int_option, setup_logging, text_option
 from .loading import load_model, set_mode
-from .predictor import BACKENDS, Predictor, create_predictor, softmax
-from .preprocess import FilePreprocessor, resolve_settings
+from .predictor import Predictor, create_predictor, softmax
+from .preprocess import FilePreprocessor
 
 _logger = logging.getLogger("mindcv_mobilenet")
-
-INFER_OPTIONS = (
-    text_option("image_path", [], "image files and/or folders (folders are searched recursively)", "infer",
-                nargs="+"),
-    int_option("topk", 5, "classes to report per image", "infer"),
-    int_option("batch_size", 8, "images per forward pass", "infer"),
-    text_option("class_names", "", "class list: JSON saved with a checkpoint, or one name per line; unset: "
-                "class_names.json beside --ckpt_path, else ImageNet/CIFAR-10 names", "infer"),
-    text_option("output", "", "write the predictions to this .json or .csv file", "infer"),
-    text_option("save_dir", "", "write a copy of each image annotated with its top predictions here", "infer"),
-    text_option("backend", "mindspore", "mindspore, or onnxruntime (exported to ONNX once, cached)", "infer",
-                choices=BACKENDS),
-)
-
 
 @dataclass
 class Prediction:
@@ -199,12 +186,7 @@ class Annotator:
         return canvas
 
 
-def default_dataset(cfg: Config, explicit: set[str]) -> str:
-    """An unset ``dataset`` (the parser's default is the training demo's CIFAR set) means ImageNet-style images."""
-    return cfg.dataset if "dataset" in explicit else "imagenet"
-
-
-def run_inference(cfg: Config, explicit: set[str]) -> list[Prediction]:
+def run_inference(cfg: Config) -> list[Prediction]:
     """Predict every image of ``cfg.image_path``; print, and write ``--output``/``--save_dir`` when asked."""
     setup_logging()
     if not cfg.image_path:
@@ -213,10 +195,9 @@ def run_inference(cfg: Config, explicit: set[str]) -> list[Prediction]:
     if not files:
         raise DataError("no images to predict: " + "; ".join(f"{p.image}: {p.error}" for p in failed))
     set_mode(cfg.mode, cfg.device_target)
-    cfg.dataset = default_dataset(cfg, explicit)
     loaded = load_model(cfg.model, cfg.ckpt_path, cfg.pretrained, cfg.num_classes, cfg.in_channels, cfg.ema)
     names, names_source = resolve_class_names(loaded.num_classes, cfg.dataset, cfg.class_names, cfg.ckpt_path)
-    settings = resolve_settings(cfg, cfg.model, explicit, for_files=True)
+    settings = resolve_data_config(cfg, for_files=True)
     predictor = create_predictor(loaded, cfg.backend, settings.image_size, min(cfg.batch_size, len(files)))
     _logger.info("predicting %d image(s) with %s (%s), %s; class names: %s; backend %s", len(files), cfg.model,
                  loaded.weights, settings.describe(), names_source, cfg.backend)

@@ -6,7 +6,7 @@ Rows ("variants"):
 * ``mindcv``: mindcv as shipped (oneDNN left at its default instruction set, ``ONEDNN_MAX_CPU_ISA=ALL``);
 * ``mindcv+cap``: mindcv with this package's CPU runtime setting (``ONEDNN_MAX_CPU_ISA=AVX2``), to separate what the
   setting gives from what the model code gives;
-* ``ours``: this package as imported (the setting applies itself, see :mod:`mindcv_mobilenet.perf.runtime`);
+* ``ours``: this package as imported (the setting applies itself, see :mod:`mindcv_mobilenet.runtime`);
 * ``ours fused``: the same, with BatchNorm folded into the convolutions (inference only, :func:`fuse_bn`);
 * ``ours jit``: the same, with the forward compiled by ``mindspore.jit`` (``pynative_jit: True``; PyNative only).
 
@@ -22,9 +22,12 @@ import os
 import resource
 import subprocess
 import sys
-import time
 
 import numpy as np
+
+from .timing import first_and_median
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 VARIANTS = {
     "mindcv": {"ONEDNN_MAX_CPU_ISA": "ALL"},
@@ -33,19 +36,6 @@ VARIANTS = {
     "ours fused": {},
     "ours jit": {},
 }
-
-
-def _timed(fn, repeats: int) -> tuple[float, float]:
-    """(first call seconds, median seconds of the next ``repeats`` calls)."""
-    start = time.perf_counter()
-    fn()
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return first, float(np.median(times))
 
 
 def mindcv_model(create, name: str):
@@ -67,8 +57,8 @@ def _build(variant: str, name: str):
         if model is None:
             raise RuntimeError(f"mindcv has no model {name}")
         return model
-    from ..models import create_model
-    from .runtime import jit_forward
+    from mindcv_mobilenet.models import create_model
+    from mindcv_mobilenet.runtime import jit_forward
 
     model = create_model(name)
     return jit_forward(model) if variant == "ours jit" else model
@@ -76,11 +66,11 @@ def _build(variant: str, name: str):
 
 def worker(variant: str, name: str, mode: str, infer_batches: list[int], train_batch: int, repeats: int,
            image_size: int = 224) -> dict:
-    """One row, measured in this process (called through ``python -m mindcv_mobilenet.perf.compare``)."""
+    """One row, measured in this process (called through ``python -m bench.compare`` from the repository root)."""
     import mindspore as ms
     from mindspore import Tensor, nn
 
-    from ..models.fuse import fuse_bn
+    from mindcv_mobilenet.models.fuse import fuse_bn
 
     ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
     ms.set_seed(0)
@@ -92,7 +82,7 @@ def worker(variant: str, name: str, mode: str, infer_batches: list[int], train_b
     net = fuse_bn(model) if variant == "ours fused" else model
     for batch in infer_batches:
         x = Tensor(rng.standard_normal((batch, 3, image_size, image_size)).astype(np.float32))
-        first, step = _timed(lambda x=x: net(x).asnumpy(), repeats)
+        first, step = first_and_median(lambda x=x: net(x).asnumpy(), repeats)
         result["infer"][str(batch)] = {"first_s": first, "step_s": step, "images_per_s": batch / step}
     if train_batch and variant != "ours fused":
         x = Tensor(rng.standard_normal((train_batch, 3, image_size, image_size)).astype(np.float32))
@@ -100,7 +90,7 @@ def worker(variant: str, name: str, mode: str, infer_batches: list[int], train_b
         optimizer = nn.Momentum(model.trainable_params(), 0.01, 0.9)
         step_cell = nn.TrainOneStepCell(nn.WithLossCell(model, nn.CrossEntropyLoss()), optimizer)
         step_cell.set_train(True)
-        first, step = _timed(lambda: step_cell(x, y).asnumpy(), repeats)
+        first, step = first_and_median(lambda: step_cell(x, y).asnumpy(), repeats)
         result["train"] = {"batch": train_batch, "first_s": first, "step_s": step, "images_per_s": train_batch / step}
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
@@ -115,7 +105,7 @@ def run_row(variant: str, name: str, mode: str, infer_batches: list[int], train_
     env.update(VARIANTS[variant])
     spec = json.dumps({"variant": variant, "name": name, "mode": mode, "infer_batches": infer_batches,
                        "train_batch": train_batch, "repeats": repeats})
-    proc = subprocess.run([sys.executable, "-m", "mindcv_mobilenet.perf.compare", spec], env=env,
+    proc = subprocess.run([sys.executable, "-m", "bench.compare", spec], env=env, cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=timeout)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):

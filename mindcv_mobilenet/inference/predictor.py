@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import tempfile
 from typing import Protocol
 
 import mindspore as ms
@@ -9,7 +12,11 @@ import numpy as np
 from mindspore import Tensor
 
 from ..models.fuse import fuse_bn
+from .export import export_model
 from .loading import LoadedModel
+from .onnx_backend import OnnxPredictor, cache_path, require_onnxruntime
+
+_logger = logging.getLogger("mindcv_mobilenet")
 
 BACKENDS = ("mindspore", "onnxruntime")
 
@@ -41,10 +48,25 @@ class MindSporePredictor:
 def create_predictor(loaded: LoadedModel, backend: str, image_size: int, batch_size: int) -> Predictor:
     """``mindspore`` (the network itself) or ``onnxruntime`` (exported once to ONNX at ``batch_size``, cached)."""
     if backend == "onnxruntime":
-        from .onnx_backend import onnx_predictor
-
         return onnx_predictor(loaded, image_size, batch_size)
     return MindSporePredictor(loaded)
+
+
+def onnx_predictor(loaded: LoadedModel, image_size: int, batch_size: int) -> OnnxPredictor:
+    """An ONNX Runtime predictor for ``loaded``, exporting (and checking) the model on first use only."""
+    require_onnxruntime()
+    if loaded.weights_id is None:
+        with tempfile.TemporaryDirectory(prefix="mindcv_mobilenet_onnx_") as folder:
+            path = os.path.join(folder, "model.onnx")
+            export_model(loaded.model, "ONNX", path, image_size, batch_size, loaded.in_channels)
+            return OnnxPredictor(path)
+    path = cache_path(loaded, image_size, batch_size)
+    if os.path.isfile(path):
+        _logger.info("ONNX Runtime backend: using the cached export %s", path)
+    else:
+        result = export_model(loaded.model, "ONNX", path, image_size, batch_size, loaded.in_channels, force=True)
+        _logger.info("ONNX Runtime backend: %s", result.describe())
+    return OnnxPredictor(path)
 
 
 class CellAdapter:

@@ -1,0 +1,80 @@
+"""The one place that decides how images are prepared for a model: resolution, evaluation crop, interpolation and
+normalisation (timm's ``resolve_data_config``). train, validate, infer and export all ask :func:`resolve_data_config`.
+
+The recipe's keys (``image_resize``, ``crop_pct``, ``interpolation``, ``mean``, ``std``) win where set; unset (None)
+they mean "the model's" for photos of any size (ImageNet-style folders, image files): a published model is only as
+accurate as its inputs match its training (224 px, crop 0.875, bilinear, ImageNet statistics for most of these, TF's
+[-1, 1] for the ``tf_`` ones). CIFAR-10 has its own defaults (:data:`~.constants.DATASETS`: 96 px, CIFAR statistics,
+no crop). validate/infer/export first fill unset keys from the training run's ``config.yaml`` (the config parser
+does that), so a fine-tuned model is evaluated the way it was trained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .constants import dataset_spec
+from .transforms import create_transforms
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How images are prepared for one model: data set recipe, resolution, eval crop, interpolation, mean/std (0-255).
+
+    ``crop_pct`` None: no center crop at evaluation (CIFAR's whole 32 px image is resized).
+    """
+
+    dataset: str
+    image_size: int
+    crop_pct: float | None
+    interpolation: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def transforms(self, training: bool = False, auto_augment: str | None = None, separate: bool = False,
+                   **augmentation: Any) -> list:
+        """The data package's transform list (HWC uint8 RGB -> CHW float32); ``augmentation``: training keys
+        (``scale``, ``ratio``, ``hflip``, ``re_prob``...)."""
+        options: dict[str, Any] = {"interpolation": self.interpolation, "mean": list(self.mean), "std": list(self.std)}
+        if self.crop_pct is not None and not training:
+            options["crop_pct"] = self.crop_pct
+        return create_transforms(self.dataset, image_resize=self.image_size, is_training=training,
+                                 auto_augment=auto_augment, separate=separate, **options, **augmentation)
+
+    def as_settings(self) -> dict[str, Any]:
+        """The recipe keys this config stands for (written to a run's ``config.yaml``)."""
+        values = asdict(self)
+        values["image_resize"] = values.pop("image_size")
+        values["mean"], values["std"] = list(self.mean), list(self.std)
+        return values
+
+    def describe(self) -> str:
+        crop = "none" if self.crop_pct is None else f"{self.crop_pct:g}"
+        return f"{self.dataset} transforms at {self.image_size} px, crop_pct {crop}, {self.interpolation}"
+
+
+def resolve_data_config(cfg: Any, for_files: bool = False) -> DataConfig:
+    """The data config of ``cfg.model`` on ``cfg.dataset``: ``cfg``'s keys where set, else the data set's defaults,
+    else the model's.
+
+    ``for_files``: images of any size (inference on files): CIFAR models get a shorter-side resize + center crop to
+    their resolution instead of the plain resize CIFAR's own 32 px images need.
+    """
+    from ..models import get_model_config  # the models import the data constants: resolve the cycle lazily
+
+    model = get_model_config(cfg.model)
+    spec = dataset_spec(cfg.dataset)
+    crop_pct = cfg.crop_pct
+    if crop_pct is None and spec.is_folder:
+        crop_pct = model.crop_pct
+    if crop_pct is None and for_files:
+        crop_pct = 1.0
+    return DataConfig(
+        dataset=spec.name,
+        image_size=int(cfg.image_resize or spec.image_size or model.image_size),
+        crop_pct=crop_pct,
+        interpolation=cfg.interpolation or model.interpolation,
+        mean=tuple(cfg.mean or spec.mean or model.mean),
+        std=tuple(cfg.std or spec.std or model.std),
+    )
