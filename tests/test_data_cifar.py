@@ -53,7 +53,7 @@ def test_demo_subset_is_packaged_and_balanced():
     assert sum(sizes.values()) < 10e6
     train = create_dataset("cifar10_demo", split="train", shuffle=False)
     val = create_dataset("cifar10_demo", split="val", shuffle=False)
-    assert train.class_names[0] == "airplane" and train.num_classes == 10
+    assert train.info.class_names[0] == "airplane" and train.info.num_classes == 10
     assert np.bincount(_labels(train), minlength=10).tolist() == [300] * 10
     assert np.bincount(_labels(val), minlength=10).tolist() == [100] * 10
 

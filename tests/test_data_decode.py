@@ -50,12 +50,12 @@ def test_with_decode_fuses_the_random_resized_crop():
 def test_cpp_decoded_eval_batches_match_a_pil_decode(messy_tree):
     """The loader's C++ path gives the images PIL gives (JPEG decoders may differ by a level or so)."""
     dataset = create_dataset("folder", messy_tree, split="val", shuffle=False)
-    assert dataset.encoded
+    assert dataset.info.encoded
     transform = create_transforms("folder", 32)
     images = np.concatenate([b["image"] for b in iterate(create_loader(dataset, 4, transform=transform))])
 
     good = []
-    for path in dataset.dataset_stats.files:
+    for path in dataset.info.stats.files:
         try:
             good.append(load_rgb(path))
         except Exception:  # noqa: BLE001 - the two bad files, skipped by the loader too

@@ -45,7 +45,7 @@ def test_every_mode_decodes_to_rgb(messy_tree):
 
 def test_stray_files_ignored_and_classes_sorted(messy_tree):
     ds = create_dataset("folder", messy_tree, split="train", shuffle=False)
-    assert ds.class_names == ["a_messy", "b_clean"] and ds.num_classes == 2
+    assert ds.info.class_names == ["a_messy", "b_clean"] and ds.info.num_classes == 2
     assert ds.get_dataset_size() == 10  # 8 images + truncated + empty; .txt and .DS_Store ignored
 
 
@@ -57,8 +57,8 @@ def test_eval_skips_bad_files_counts_and_reports(messy_tree, caplog):
     labels = np.concatenate([b["label"] for b in batches])
     assert images.shape == (8, 3, 32, 32) and images.dtype == np.float32
     assert labels.dtype == np.int32 and sorted(labels.tolist()) == [0] * 6 + [1] * 2
-    stats = loader.dataset_stats
-    assert stats is ds.dataset_stats
+    stats = loader.info.stats
+    assert stats is ds.info.stats
     assert stats.bad_files == 2 and stats.skipped == 2 and stats.epochs == 1
     assert sorted(os.path.basename(n) for n in stats.bad_file_names) == ["empty.jpg", "truncated.jpg"]
     report = [r.getMessage() for r in caplog.records if "skipped 2 image" in r.getMessage()]
@@ -75,7 +75,7 @@ def test_training_replaces_bad_rows_keeping_batch_shape(messy_tree):
     for b in batches:
         # a placeholder would be a constant image; substitutes are real images from the batch
         assert all(img.std() > 0.05 for img in b["image"])
-    assert loader.dataset_stats.bad_files == 2
+    assert loader.info.stats.bad_files == 2
     drop = create_loader(create_dataset("folder", messy_tree, split="train", shuffle=False), 4, is_training=True,
                          drop_remainder=True, transform=create_transforms("folder", 32, is_training=True))
     assert [len(b["label"]) for b in iterate(drop)] == [4, 4] and drop.get_dataset_size() == 2
@@ -90,7 +90,7 @@ def test_eval_ignores_drop_remainder(messy_tree):
 @pytest.mark.parametrize("split", ["val", "validation", "test"])
 def test_split_aliases(messy_tree, split):
     ds = create_dataset("imagenet", messy_tree, split=split)
-    assert ds.data_root == os.path.join(messy_tree, "validation")
+    assert ds.info.root == os.path.join(messy_tree, "validation")
 
 
 def test_missing_split_lists_available(messy_tree, tmp_path):
@@ -114,7 +114,7 @@ def test_empty_and_unset_roots(tmp_path):
 
 
 def test_eval_shards_cover_every_image_exactly_once(messy_tree):
-    files = create_dataset("folder", messy_tree, split="val").dataset_stats.files
+    files = create_dataset("folder", messy_tree, split="val").info.stats.files
     by_pixels = {}
     for path in files:
         try:
@@ -153,10 +153,10 @@ def test_class_names_json_roundtrip(tmp_path):
                     reason=f"ImageNet samples not found at {IMAGENET_SAMPLES} (set MINDCV_MOBILENET_SHARED)")
 def test_real_imagenet_samples_all_decode():
     ds = create_dataset("imagenet", IMAGENET_SAMPLES, split="val", shuffle=False, num_parallel_workers=2)
-    assert ds.num_classes == 1000 and ds.get_dataset_size() == 1000
-    assert ds.class_names == sorted(ds.class_names) and ds.class_names[0] == "n01440764"
+    assert ds.info.num_classes == 1000 and ds.get_dataset_size() == 1000
+    assert ds.info.class_names == sorted(ds.info.class_names) and ds.info.class_names[0] == "n01440764"
     gray = 0
-    for path in ds.dataset_stats.files:
+    for path in ds.info.stats.files:
         with Image.open(path) as img:
             gray += img.mode == "L"
     assert gray == 23
@@ -165,4 +165,4 @@ def test_real_imagenet_samples_all_decode():
     labels = np.concatenate([b["label"] for b in batches])
     assert sorted(labels.tolist()) == list(range(1000))
     assert all(b["image"].shape[1:] == (3, 64, 64) for b in batches)
-    assert loader.dataset_stats.bad_files == 0 and loader.dataset_stats.epochs == 1
+    assert loader.info.stats.bad_files == 0 and loader.info.stats.epochs == 1

@@ -25,7 +25,7 @@ def test_uint8_batches_normalised_in_the_network_match_the_host(messy_tree):
     for on_device in (False, True):
         dataset = create_dataset("folder", messy_tree, split="val", shuffle=False)
         loader = create_loader(dataset, 4, transform=create_transforms("folder", 32), normalize_on_device=on_device)
-        batches[on_device] = (np.concatenate([b["image"] for b in iterate(loader)]), loader.input_normalization)
+        batches[on_device] = (np.concatenate([b["image"] for b in iterate(loader)]), loader.info.input_normalization)
     (host, none), (raw, (mean, std)) = batches[False], batches[True]
     assert none is None and raw.dtype == np.uint8 and raw.shape == host.shape == (8, 3, 32, 32)
     normalised = NormalizedInput(nn.Identity(), mean, std)(ms.Tensor(raw)).asnumpy()

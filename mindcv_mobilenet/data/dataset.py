@@ -53,6 +53,34 @@ def make_sampler(
     return ds.SubsetRandomSampler(indices) if shuffle else ds.SubsetSampler(indices)
 
 
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a pipeline carries about its data: one typed record, ``dataset.info`` on every dataset from
+    :func:`create_dataset` and every loader from :func:`~.loader.create_loader` (read it with :func:`dataset_info`).
+
+    ``batches`` and ``input_normalization`` are the loader's: its batches per pass (stated, so MindSpore need not
+    run the pipeline to count them) and the (mean, std) it left to the network (``normalize_on_device``).
+    """
+
+    name: str
+    class_names: list
+    root: str
+    stats: DatasetStats
+    encoded: bool = False
+    batches: int | None = None
+    input_normalization: tuple | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def dataset_info(dataset) -> DatasetInfo:
+    """The record of a pipeline built here; a MindSpore dataset from elsewhere gets an empty one."""
+    info = getattr(dataset, "info", None)
+    return info if isinstance(info, DatasetInfo) else DatasetInfo("", [], "", DatasetStats())
+
+
 @dataclass
 class DataSource:
     """A data set read from disk once: the random-access source, its class names, bad-file counts and folder.
@@ -113,7 +141,7 @@ def create_dataset(
     """A dataset of ``image`` and int32 ``label`` rows (mindcv's ``create_dataset``).
 
     Image-file sets (imagenet/folder) yield the encoded file bytes, as mindcv's ``ImageFolderDataset`` does:
-    :func:`create_loader` decodes them in C++ (``dataset.encoded`` is True). CIFAR-10 yields HWC uint8 RGB arrays.
+    :func:`create_loader` decodes them in C++ (``dataset.info.encoded`` is True). CIFAR-10 yields HWC uint8 RGB arrays.
 
     Args:
         name: ``imagenet``, ``folder`` (any class-per-folder tree; '' means the same), ``cifar10`` or
@@ -134,7 +162,7 @@ def create_dataset(
             overrides).
 
     Image-file sets also carry a ``bad_file`` column (see :mod:`.stats`), which :func:`create_loader` consumes. The
-    returned dataset has ``class_names``, ``num_classes``, ``dataset_name`` and ``dataset_stats`` attributes.
+    returned dataset carries a :class:`DatasetInfo` (``dataset.info``: name, class names, folder, bad-file counts).
     """
     unknown = sorted(set(kwargs) - set(EXTRA_OPTIONS))
     if unknown:
@@ -154,10 +182,6 @@ def create_dataset(
     if dataset.get_dataset_size() == 0:
         raise DataError(f"{name} split '{split}' in {data_source.root} gives no samples for shard {shard_id} of "
                         f"{num_shards}")
-    dataset.dataset_name = name
-    dataset.class_names = data_source.class_names
-    dataset.num_classes = len(data_source.class_names)
-    dataset.dataset_stats = data_source.stats
-    dataset.data_root = data_source.root
-    dataset.encoded = data_source.encoded
+    dataset.info = DatasetInfo(name, data_source.class_names, data_source.root, data_source.stats,
+                               data_source.encoded)
     return dataset

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import replace
 from typing import Callable, Union
 
 import mindspore as ms
@@ -11,9 +12,9 @@ import numpy as np
 from mindspore.dataset import transforms, vision
 
 from ..utils.errors import ConfigError
-from .dataset import default_workers
+from .dataset import dataset_info, default_workers
 from .mixup import Mixup
-from .stats import BAD_FILE_COLUMN, BadFileGuard, DatasetStats
+from .stats import BAD_FILE_COLUMN, BadFileGuard
 from .transforms import create_transforms, with_decode
 
 _logger = logging.getLogger("mindcv_mobilenet.data")
@@ -81,17 +82,18 @@ def create_loader(
             loss: labels stay int32).
         normalize_on_device: leave out the transform's ``Normalize``: images are uint8 NCHW and the network
             normalises them (wrap it in :class:`~mindcv_mobilenet.models.input_norm.NormalizedInput` with
-            ``loader.input_normalization``, the (mean, std) left out; None when the loader normalises).
+            ``loader.info.input_normalization``, the (mean, std) left out; None when the loader normalises).
+
+    The loader carries the dataset's :class:`~.dataset.DatasetInfo` with its ``batches`` and
+    ``input_normalization`` filled in (``loader.info``).
 
     Images that failed to decode are removed (evaluation) or replaced by another readable file of the data set
-    (training, done by the source), counted in ``loader.dataset_stats`` and reported at the end of each epoch.
+    (training, done by the source), counted in ``loader.info.stats`` and reported at the end of each epoch.
     """
     columns = dataset.get_col_names()
-    stats: DatasetStats = getattr(dataset, "dataset_stats", None) or DatasetStats()
-    name = getattr(dataset, "dataset_name", "")
-    class_names = getattr(dataset, "class_names", None)
+    info = dataset_info(dataset)
+    stats, name, encoded = info.stats, info.name, info.encoded
     rows = dataset.get_dataset_size()
-    encoded = bool(getattr(dataset, "encoded", False))
     if not is_training and drop_remainder:
         _logger.info("create_loader: drop_remainder ignored for evaluation (every image must be scored)")
         drop_remainder = False
@@ -147,10 +149,10 @@ def create_loader(
     # With a filter MindSpore would count batches by running the whole pipeline; state the count instead (an upper
     # bound by the number of bad files, which are only known once read).
     batches = rows // batch_size if drop_remainder else math.ceil(rows / batch_size)
-    dataset.dataset_size = batches
-    dataset.dataset_stats = stats
-    dataset.input_normalization = input_normalization
-    dataset.dataset_name = name
-    dataset.class_names = class_names
+    dataset.info = replace(info, batches=batches, input_normalization=input_normalization)
     return dataset
 
+
+def loader_steps(loader) -> int:
+    """Batches per pass of a loader from :func:`create_loader` (stated, not counted by running the pipeline)."""
+    return int(dataset_info(loader).batches or loader.get_dataset_size())

@@ -20,7 +20,8 @@ import os
 import random
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 import mindspore as ms
 import numpy as np
@@ -29,6 +30,7 @@ from mindspore import nn
 from ..config import Config
 from ..data import create_dataset, create_loader
 from ..data.dataset import DataSource, load_source
+from ..data.loader import loader_steps
 from ..data.preprocessing import resolve_data_config
 from ..models import create_model
 from ..models.input_norm import NormalizedInput
@@ -38,7 +40,7 @@ from .amp import apply_amp
 from .checkpoint_manager import CheckpointManager, TrainState, restore_training_checkpoint, training_checkpoint
 from .distributed import DistInfo, Reducer, init_distributed
 from .ema import EMA
-from .finetune import HeadOnFeatures, cache_features, freeze_backbone, freeze_batchnorm, layer_lr_scales
+from .finetune import FeatureCache, HeadOnFeatures, cache_features, freeze_backbone, freeze_batchnorm, layer_lr_scales
 from .loss import create_loss
 from .loss_window import LossWindow, NonFiniteLoss, StepResult
 from .metrics import AverageMeter, RunLog, evaluate, format_seconds
@@ -92,7 +94,7 @@ def build_loader(cfg: Config, split: str, training: bool, info: DistInfo, num_cl
         num_shards=info.size if sharded else None, shard_id=info.rank if sharded else None,
         download=cfg.dataset_download, data_source=data_source,
     )
-    num_classes = num_classes or dataset.num_classes
+    num_classes = num_classes or dataset.info.num_classes
     transform = resolve_data_config(cfg).transforms(training, **(_augmentation(cfg) if training else {}))
     loader = create_loader(
         dataset, batch_size=cfg.batch_size, drop_remainder=training and cfg.drop_remainder, is_training=training,
@@ -101,12 +103,7 @@ def build_loader(cfg: Config, split: str, training: bool, info: DistInfo, num_cl
         num_parallel_workers=cfg.num_parallel_workers, label_smoothing=cfg.label_smoothing,
         normalize_on_device=cfg.normalize_on_device and not host_normalized,
     )
-    loader.num_classes = dataset.num_classes
     return loader
-
-
-def loader_steps(loader) -> int:
-    return int(getattr(loader, "dataset_size", None) or loader.get_dataset_size())
 
 
 def iterate(loader) -> Iterator:
@@ -182,6 +179,41 @@ def train(cfg: Config) -> dict:
             handler.close()
 
 
+@dataclass
+class TrainingRun:
+    """Everything one run trains with, built once by :func:`build_run` and used by the epoch loop."""
+
+    cfg: Config
+    info: DistInfo
+    model: nn.Cell  # the weights that are saved
+    network: nn.Cell  # what the step runs: the model, or it behind input normalisation / on cached features
+    step_cell: TrainStep
+    optimizer: nn.Optimizer
+    ema: EMA | None
+    lrs: np.ndarray
+    num_classes: int
+    steps_per_epoch: int
+    train_source: DataSource
+    val_loader: object | None
+    train_cache: FeatureCache | None
+    val_cache: FeatureCache | None
+    state: TrainState
+    manager: CheckpointManager
+    reducer: Reducer
+    log: RunLog
+    debug: _DebugDump
+    sink: bool
+    step_losses: list[float] = field(default_factory=list)
+
+    @property
+    def global_batch(self) -> int:
+        return self.cfg.batch_size * self.info.size
+
+    def extra_state(self) -> dict:
+        """Step-cell and EMA counters saved with the weights (so resume continues them)."""
+        return self.step_cell.state() | ({"ema_updates": self.ema.updates} if self.ema is not None else {})
+
+
 def _train(cfg: Config, info: DistInfo, run_dir: str) -> dict:
     log = RunLog(os.path.join(run_dir, "metrics.jsonl"), info.is_main)
     for key, value in resolve_data_config(cfg).as_settings().items():
@@ -189,13 +221,36 @@ def _train(cfg: Config, info: DistInfo, run_dir: str) -> dict:
     if info.is_main:
         cfg.save(os.path.join(run_dir, "config.yaml"))
         _logger.info("config:\n%s", cfg)
+    run = build_run(cfg, info, run_dir, log)
+    last_val: dict | None = None
+    for epoch in range(run.state.epoch, cfg.epoch_size):
+        record, train_time, step_time = train_one_epoch(run, epoch)
+        eval_time = 0.0
+        if run.val_loader is not None and (run.state.epoch % cfg.val_interval == 0
+                                           or run.state.epoch == cfg.epoch_size):
+            last_val = evaluate_epoch(run)
+            eval_time = last_val["time"]
+            record.update(val_top1=last_val["top1"], val_top5=last_val["top5"], val_loss=last_val["loss"],
+                          val_images=last_val["count"])
+        improved = "val_top1" in record and record["val_top1"] > run.state.best_top1
+        if improved:
+            run.state.best_top1 = record["val_top1"]
+        remaining = cfg.epoch_size - run.state.epoch
+        record.update(epoch_time=train_time + eval_time, eta=remaining * (step_time * run.steps_per_epoch + eval_time),
+                      best_top1=run.state.best_top1 if run.state.best_top1 >= 0 else None)
+        save_checkpoints(run, record, improved)
+        log.epoch(record)
+    run.debug.weights(run.model)
+    return _finish(run, last_val, time.time() - log.start)
 
-    reducer = Reducer(info)
+
+def build_run(cfg: Config, info: DistInfo, run_dir: str, log: RunLog) -> TrainingRun:
+    """Data, model (weights loaded, fine-tuning applied), optimizer, step cell and resumed state."""
     seed_everything(cfg.seed)
     # scanned once: each epoch builds a new pipeline (reseeded shuffle) on this source
     train_source = load_source(cfg.dataset, cfg.data_dir or None, cfg.train_split, cfg.dataset_download)
     train_loader = build_loader(cfg, cfg.train_split, True, info, cfg.num_classes, train_source)
-    num_classes = cfg.num_classes or train_loader.num_classes
+    num_classes = cfg.num_classes or train_loader.info.num_classes
     steps_per_epoch = loader_steps(train_loader)
     if steps_per_epoch == 0:
         raise UserError(f"no full batch of {cfg.batch_size} in the training data: lower batch_size")
@@ -214,12 +269,11 @@ def _train(cfg: Config, info: DistInfo, run_dir: str) -> dict:
         jit_forward(model)
     if train_cache is not None:
         network = HeadOnFeatures(model)
-    elif train_loader.input_normalization is not None:  # uint8 batches, normalised in the network's first op
-        network = NormalizedInput(model, *train_loader.input_normalization)
+    elif train_loader.info.input_normalization is not None:  # uint8 batches, normalised in the network's first op
+        network = NormalizedInput(model, *train_loader.info.input_normalization)
     else:
         network = model
     network = apply_amp(network, cfg.amp_level)
-    loss_fn = create_loss(cfg.loss, cfg.label_smoothing)
     lrs = create_scheduler(steps_per_epoch, cfg.scheduler, cfg.lr, cfg.min_lr, cfg.warmup_epochs, cfg.warmup_factor,
                            cfg.decay_epochs, cfg.decay_rate, cfg.multi_step_decay_milestones, cfg.epoch_size,
                            cfg.lr_epoch_stair, cfg.num_cycles, cfg.cycle_decay)
@@ -228,121 +282,127 @@ def _train(cfg: Config, info: DistInfo, run_dir: str) -> dict:
                                  cfg.filter_bias_and_bn, cfg.eps,
                                  layer_lr_scales(params, cfg.layer_decay) if cfg.layer_decay else None)
     ema = EMA(model, cfg.ema_decay) if cfg.ema else None
-    step_cell = TrainStep(nn.WithLossCell(network, loss_fn), optimizer, cfg.loss_scale, cfg.dynamic_loss_scale,
-                          cfg.loss_scale_window, cfg.clip_grad, cfg.clip_value, ema)
+    step_cell = TrainStep(nn.WithLossCell(network, create_loss(cfg.loss, cfg.label_smoothing)), optimizer,
+                          cfg.loss_scale, cfg.dynamic_loss_scale, cfg.loss_scale_window, cfg.clip_grad,
+                          cfg.clip_value, ema)
     step_cell.set_train(True)
-
-    state = TrainState()
+    run = TrainingRun(cfg, info, model, network, step_cell, optimizer, ema, lrs, num_classes, steps_per_epoch,
+                      train_source, val_loader, train_cache, val_cache, TrainState(),
+                      CheckpointManager(run_dir, cfg.model, cfg.keep_checkpoint_max, enabled=info.is_main),
+                      Reducer(info), log, _DebugDump(info.rank),
+                      sink=use_sink_mode(cfg.dataset_sink_mode) and train_cache is None)
     if cfg.resume:
-        state = restore_training_checkpoint(cfg.resume, model, optimizer, step_cell.state() | _ema_counter(ema), ema,
-                                            steps_per_epoch)
-        _logger.info("resumed from %s: %d epochs and %d steps done", cfg.resume, state.epoch, state.global_step)
-    manager = CheckpointManager(run_dir, cfg.model, cfg.keep_checkpoint_max, enabled=info.is_main)
-    debug = _DebugDump(info.rank)
-
-    global_batch = cfg.batch_size * info.size
-    sink = use_sink_mode(cfg.dataset_sink_mode) and train_cache is None
-    read_every = cfg.log_interval or steps_per_epoch
+        run.state = restore_training_checkpoint(cfg.resume, model, optimizer, run.extra_state(), ema,
+                                                steps_per_epoch)
+        _logger.info("resumed from %s: %d epochs and %d steps done", cfg.resume, run.state.epoch,
+                     run.state.global_step)
     _logger.info("%s: %d classes, %d steps/epoch, global batch %d (%d x %d ranks), %s mode, amp %s, %s", cfg.model,
-                 num_classes, steps_per_epoch, global_batch, cfg.batch_size, info.size,
+                 num_classes, steps_per_epoch, run.global_batch, cfg.batch_size, info.size,
                  "graph" if cfg.mode == 0 else "PyNative", cfg.amp_level, cfg.opt)
+    return run
 
-    step_losses: list[float] = []
-    last_val: dict | None = None
 
-    def read_losses(window: LossWindow, epoch: int) -> int:
+def _epoch_batches(run: TrainingRun, epoch: int) -> tuple[Iterator, Callable | None]:
+    """(this epoch's batches, the data-sink step or None): cached features, the device queue, or a new pipeline."""
+    cfg = run.cfg
+    if run.train_cache is not None:
+        return run.train_cache.batches(cfg.batch_size, cfg.drop_remainder, seed=cfg.seed + epoch), None
+    loader = build_loader(cfg, cfg.train_split, True, run.info, run.num_classes, run.train_source)
+    if run.sink:
+        sink_step = ms.data_sink(run.step_cell, loader, jit_config=ms.JitConfig() if cfg.mode == 0 else None)
+        return ((None, None) for _ in range(run.steps_per_epoch)), sink_step
+    return iterate(loader), None
+
+
+def train_one_epoch(run: TrainingRun, epoch: int) -> tuple[dict, float, float]:
+    """Train epoch ``epoch`` (0-based); losses are read back every ``log_interval`` steps, not after each one.
+
+    Returns (the epoch's record: train loss over ranks, lr, images/s, skipped steps; seconds it took; seconds per
+    step after the first, which includes compilation)."""
+    cfg, state = run.cfg, run.state
+    seed_everything(cfg.seed + epoch)  # the epoch's shuffle and augmentation depend on the epoch only
+    meter, skipped, window = AverageMeter(), 0, LossWindow()
+    read_every = cfg.log_interval or run.steps_per_epoch
+
+    def read_losses() -> int:
         """Account the losses waiting on the device; a non-finite one stops training. Returns the skipped steps."""
         try:
             results = window.read()
         except NonFiniteLoss as err:
-            raise TrainingError(_non_finite_message(err.loss, epoch, err.step, manager)) from None
-        debug.losses(results)
-        return _count_steps(results, state, meter, step_losses)
+            raise TrainingError(_non_finite_message(err.loss, epoch, err.step, run.manager)) from None
+        run.debug.losses(results)
+        return _count_steps(results, state, meter, run.step_losses)
 
-    for epoch in range(state.epoch, cfg.epoch_size):
-        seed_everything(cfg.seed + epoch)  # the epoch's shuffle and augmentation depend on the epoch only
-        meter, skipped, window = AverageMeter(), 0, LossWindow()
-        start = time.time()
-        first_step_end = None
-        if train_cache is not None:
-            batches: Iterator = train_cache.batches(cfg.batch_size, cfg.drop_remainder, seed=cfg.seed + epoch)
-        elif sink:
-            loader = build_loader(cfg, cfg.train_split, True, info, num_classes, train_source)
-            sink_step = ms.data_sink(step_cell, loader, jit_config=ms.JitConfig() if cfg.mode == 0 else None)
-            batches = ((None, None) for _ in range(steps_per_epoch))
-        else:
-            batches = iterate(build_loader(cfg, cfg.train_split, True, info, num_classes, train_source))
-        for i, (images, labels) in enumerate(batches):
-            loss, finite, scale = sink_step() if sink else step_cell(images, labels)
-            window.add(i, loss, finite, cfg.batch_size if labels is None else len(labels))
-            if labels is not None:
-                debug.batch(epoch, i, images, labels)
-            # read losses back every read_every steps (and after step 1, which times start-up and compilation)
-            if i == 0 or (i + 1) % read_every == 0:
-                skipped += read_losses(window, epoch)
-            if first_step_end is None:
-                first_step_end = time.time()
-            if cfg.log_interval and (i + 1) % cfg.log_interval == 0 and i + 1 < steps_per_epoch:
-                rate = i * global_batch / max(time.time() - first_step_end, 1e-9) if i else 0.0
-                log.step(epoch + 1, cfg.epoch_size, i + 1, steps_per_epoch, meter.mean,
-                         _lr_at(lrs, state.global_step), rate, float(scale.asnumpy()) if cfg.dynamic_loss_scale
-                         else None)
-        skipped += read_losses(window, epoch)
-        steps_done = i + 1
-        train_time = time.time() - start
-        steady = (time.time() - first_step_end) / (steps_done - 1) if steps_done > 1 else train_time
-        loss_sum, loss_count = reducer.sum([meter.total, meter.count])
-        reducer.average_batchnorm(model)
-        state.epoch = epoch + 1
+    start, first_step_end = time.time(), None
+    batches, sink_step = _epoch_batches(run, epoch)
+    for i, (images, labels) in enumerate(batches):
+        loss, finite, scale = sink_step() if sink_step else run.step_cell(images, labels)
+        window.add(i, loss, finite, cfg.batch_size if labels is None else len(labels))
+        if labels is not None:
+            run.debug.batch(epoch, i, images, labels)
+        # read losses back every read_every steps (and after step 1, which times start-up and compilation)
+        if i == 0 or (i + 1) % read_every == 0:
+            skipped += read_losses()
+        if first_step_end is None:
+            first_step_end = time.time()
+        if cfg.log_interval and (i + 1) % cfg.log_interval == 0 and i + 1 < run.steps_per_epoch:
+            rate = i * run.global_batch / max(time.time() - first_step_end, 1e-9) if i else 0.0
+            run.log.step(epoch + 1, cfg.epoch_size, i + 1, run.steps_per_epoch, meter.mean,
+                         _lr_at(run.lrs, state.global_step), rate,
+                         float(scale.asnumpy()) if cfg.dynamic_loss_scale else None)
+    skipped += read_losses()
+    steps_done = i + 1
+    train_time = time.time() - start
+    steady = (time.time() - first_step_end) / (steps_done - 1) if steps_done > 1 else train_time
+    loss_sum, loss_count = run.reducer.sum([meter.total, meter.count])
+    run.reducer.average_batchnorm(run.model)
+    state.epoch = epoch + 1
+    record = {"epoch": epoch + 1, "epochs": cfg.epoch_size, "train_loss": loss_sum / max(loss_count, 1),
+              "lr": _lr_at(run.lrs, max(state.global_step - 1, 0)), "images_per_s": run.global_batch / steady,
+              "global_step": state.global_step, "skipped_steps": skipped}
+    return record, train_time, steady
 
-        record = {"epoch": epoch + 1, "epochs": cfg.epoch_size, "train_loss": loss_sum / max(loss_count, 1),
-                  "lr": _lr_at(lrs, max(state.global_step - 1, 0)), "images_per_s": global_batch / steady,
-                  "global_step": state.global_step, "skipped_steps": skipped}
-        validate_now = val_loader is not None and (state.epoch % cfg.val_interval == 0
-                                                   or state.epoch == cfg.epoch_size)
-        eval_time = 0.0
-        if validate_now:
-            eval_start = time.time()
-            val_batches = val_cache.batches(cfg.batch_size) if val_cache is not None else iterate(val_loader)
-            if ema is not None:
-                with ema.swapped_in():
-                    last_val = evaluate(network, val_batches, reducer)
-            else:
-                last_val = evaluate(network, val_batches, reducer)
-            eval_time = time.time() - eval_start
-            record.update(val_top1=last_val["top1"], val_top5=last_val["top5"], val_loss=last_val["loss"],
-                          val_images=last_val["count"])
-        improved = validate_now and last_val["top1"] > state.best_top1
-        if improved:
-            state.best_top1 = last_val["top1"]
-        epoch_time = time.time() - start
-        remaining = cfg.epoch_size - state.epoch
-        record.update(epoch_time=epoch_time, eta=remaining * (steady * steps_per_epoch + eval_time),
-                      best_top1=state.best_top1 if state.best_top1 >= 0 else None)
 
-        save_now = state.epoch % cfg.ckpt_save_interval == 0 or state.epoch == cfg.epoch_size
-        if save_now or improved:
-            entries = training_checkpoint(model, optimizer, step_cell.state() | _ema_counter(ema), ema, state,
-                                          steps_per_epoch)
-            if save_now:
-                record["checkpoint"] = manager.save(entries, state.epoch, state.epoch * steps_per_epoch)
-            if improved:
-                manager.save_best(entries)
-        log.epoch(record)
+def evaluate_epoch(run: TrainingRun) -> dict:
+    """Top-1/Top-5/loss on the validation split (with the EMA weights when kept), exact over ranks; adds ``time``."""
+    start = time.time()
+    cfg = run.cfg
+    batches = run.val_cache.batches(cfg.batch_size) if run.val_cache is not None else iterate(run.val_loader)
+    if run.ema is not None:
+        with run.ema.swapped_in():
+            metrics = evaluate(run.network, batches, run.reducer)
+    else:
+        metrics = evaluate(run.network, batches, run.reducer)
+    return metrics | {"time": time.time() - start}
 
-    debug.weights(model)
-    total = time.time() - log.start
+
+def save_checkpoints(run: TrainingRun, record: dict, improved: bool) -> None:
+    """The periodic checkpoint every ``ckpt_save_interval`` epochs (and at the end), the best one when improved."""
+    cfg, state = run.cfg, run.state
+    save_now = state.epoch % cfg.ckpt_save_interval == 0 or state.epoch == cfg.epoch_size
+    if not (save_now or improved):
+        return
+    entries = training_checkpoint(run.model, run.optimizer, run.extra_state(), run.ema, state, run.steps_per_epoch)
+    if save_now:
+        record["checkpoint"] = run.manager.save(entries, state.epoch, state.epoch * run.steps_per_epoch)
+    if improved:
+        run.manager.save_best(entries)
+
+
+def _finish(run: TrainingRun, last_val: dict | None, total: float) -> dict:
+    """The run's summary; rank 0 says where the weights are and how to use them."""
+    cfg, state, manager = run.cfg, run.state, run.manager
+    best_path = manager.best_path if os.path.exists(manager.best_path) else None
     summary = {
-        "run_dir": run_dir, "epochs": cfg.epoch_size, "global_step": state.global_step,
+        "run_dir": cfg.ckpt_save_dir, "epochs": cfg.epoch_size, "global_step": state.global_step,
         "best_top1": state.best_top1 if state.best_top1 >= 0 else None,
-        "last_val": last_val, "checkpoint": manager.last_path,
-        "best_checkpoint": manager.best_path if os.path.exists(manager.best_path) else None,
-        "step_losses": step_losses, "time": total,
+        "last_val": last_val, "checkpoint": manager.last_path, "best_checkpoint": best_path,
+        "step_losses": run.step_losses, "time": total,
     }
-    if info.is_main:
+    if run.info.is_main:
         best = f"best val_top1 {state.best_top1:.2f}% ({manager.best_path}), " if state.best_top1 >= 0 else ""
         _logger.info("done in %s: %slast checkpoint %s", format_seconds(total), best, manager.last_path)
-        weights = manager.best_path if os.path.exists(manager.best_path) else manager.last_path
+        weights = best_path or manager.last_path
         _logger.info("next: python validate.py --model %s --ckpt_path %s\n"
                      "      python infer.py --model %s --ckpt_path %s --image_path photo.jpg",
                      cfg.model, weights, cfg.model, weights)
@@ -399,10 +459,6 @@ def _count_steps(results: list[StepResult], state: TrainState, meter: AverageMet
         step_losses.append(result.loss)
         meter.update(result.loss, result.batch)
     return skipped
-
-
-def _ema_counter(ema: EMA | None) -> dict:
-    return {"ema_updates": ema.updates} if ema is not None else {}
 
 
 def _lr_at(lrs: np.ndarray, step: int) -> float:

@@ -12,6 +12,7 @@ import logging
 from ..config import Config
 from ..data import create_dataset, create_loader, load_class_names
 from ..data.constants import dataset_spec
+from ..data.loader import loader_steps
 from ..data.preprocessing import DataConfig, resolve_data_config
 from ..engine.distributed import DistInfo, Reducer, init_distributed
 from ..engine.metrics import evaluate, write_json
@@ -26,16 +27,17 @@ _logger = logging.getLogger("mindcv_mobilenet")
 
 def check_labels(dataset, num_classes: int, ckpt_path: str) -> None:
     """Labels must mean what the classifier's outputs mean: same number of classes, same order as training's."""
-    if dataset.num_classes != num_classes:
+    info = dataset.info
+    if info.num_classes != num_classes:
         raise DataError(
-            f"the data set has {dataset.num_classes} classes ({dataset.data_root}) but the model {num_classes}: "
+            f"the data set has {info.num_classes} classes ({info.root}) but the model {num_classes}: "
             "labels would not line up with the outputs (ImageNet needs all 1,000 class folders, even empty ones)"
         )
     saved = saved_class_list(ckpt_path)
-    if saved and dataset_spec(dataset.dataset_name).is_folder:
+    if saved and dataset_spec(info.name).is_folder:
         trained = load_class_names(saved)
-        if list(trained) != list(dataset.class_names):
-            raise DataError(f"the class folders of {dataset.data_root} differ from the classes the checkpoint was "
+        if list(trained) != list(info.class_names):
+            raise DataError(f"the class folders of {info.root} differ from the classes the checkpoint was "
                             f"trained on ({saved}); validate on a split with the same class folders")
 
 
@@ -74,21 +76,21 @@ def validate_loaded(cfg: Config, loaded: LoadedModel, settings: DataConfig, data
     predictor = create_predictor(loaded, cfg.backend, settings.image_size, cfg.batch_size)
     if info.is_main:
         _logger.info("validating %s (%s) on %s split '%s' with %s; backend %s%s", cfg.model, loaded.weights,
-                     dataset.data_root, cfg.val_split, settings.describe(), cfg.backend,
+                     dataset.info.root, cfg.val_split, settings.describe(), cfg.backend,
                      f"; {info.size} ranks" if info.distributed else "")
-    steps = int(getattr(loader, "dataset_size", 0) or loader.get_dataset_size())
+    steps = loader_steps(loader)
     progress = Progress(steps, "validate", enabled=info.is_main)
     batches = progress.track(loader.create_tuple_iterator(num_epochs=1, output_numpy=False))
     metrics = evaluate(CellAdapter(predictor), batches, reducer)
-    skipped = int(reducer.sum([dataset.dataset_stats.skipped])[0])
+    skipped = int(reducer.sum([dataset.info.stats.skipped])[0])
     images_per_s = float(reducer.sum([progress.images_per_s])[0])  # ranks run side by side: rates add up
     return {
         "model": cfg.model, "weights": loaded.weights, "backend": cfg.backend, "dataset": cfg.dataset,
-        "data_dir": dataset.data_root, "split": cfg.val_split, "image_size": settings.image_size,
+        "data_dir": dataset.info.root, "split": cfg.val_split, "image_size": settings.image_size,
         "crop_pct": settings.crop_pct, "interpolation": settings.interpolation, "batch_size": cfg.batch_size,
         "mode": cfg.mode, "ranks": info.size, "top1": metrics["top1"], "top5": metrics["top5"],
         "loss": metrics["loss"], "num_images": metrics["count"], "skipped_images": skipped,
-        "bad_files": list(dataset.dataset_stats.bad_file_names), "images_per_s": images_per_s,
+        "bad_files": list(dataset.info.stats.bad_file_names), "images_per_s": images_per_s,
         "elapsed_s": progress.elapsed,
     }
 
