@@ -15,6 +15,7 @@ import mindspore as ms
 from mindspore import nn
 
 from ..models import create_model, get_model_config
+from ..models.registry import classifier_name
 from ..utils.checkpoint import load_model_weights, pretrained_checkpoint_path, read_checkpoint
 from ..utils.download import file_digest
 from ..utils.errors import CheckpointError, UserError
@@ -49,7 +50,7 @@ def set_mode(mode: int, device_target: str = "auto") -> None:
 def checkpoint_classes(params: dict, model_name: str, ema: bool = False) -> int | None:
     """Outputs of the classifier stored in a checkpoint (None when it has no classifier of this model family)."""
     config = get_model_config(model_name)
-    key = ("ema." if ema else "") + f"{config.classifier}.weight"
+    key = ("ema." if ema else "") + f"{classifier_name(model_name)}.weight"
     if key not in params:
         return None
     classes = int(params[key].shape[0])

@@ -9,10 +9,9 @@ from collections.abc import Callable, Sequence
 
 from mindspore import Tensor, nn
 
-from ..utils.checkpoint import WEIGHTS_IMAGE_SIZE
 from .base import MobileNetBase
 from .layers import conv_bn_act
-from .registry import ModelConfig, register_variant
+from .registry import ModelConfig, Variant, register_variant
 from .tf_variants import TF_RESOLUTIONS, tf_config
 
 # Table 1 of the paper: (output channels, stride of the depthwise convolution) for each separable block.
@@ -67,13 +66,12 @@ class MobileNetV1(MobileNetBase):
 _MINDCV_URL = "https://download.mindspore.cn/toolkits/mindcv/mobilenet/mobilenetv1/"
 RESOLUTIONS = (224, 192, 160, 128)  # the input sizes of the paper (Table 7) and of TF-slim's releases
 
-# width tag: (width, published 224-px checkpoint file, sha256 prefix, mindcv Top-1, Top-5, paper params (M),
-# paper MACs at 224 px (M))
+# width tag -> mindcv's published 224-px weights and accuracy, the paper's params (M) and MACs (M) at 224 px
 WIDTHS = {
-    "025": (0.25, "mobilenet_v1_025-d3377fba.ckpt", "d3377fba", 53.87, 77.66, 0.5, 41),
-    "050": (0.50, "mobilenet_v1_050-23e9ddbe.ckpt", "23e9ddbe", 65.94, None, 1.3, 149),
-    "075": (0.75, "mobilenet_v1_075-5bed0c73.ckpt", "5bed0c73", 70.44, None, 2.6, 325),
-    "100": (1.00, "mobilenet_v1_100-91c7b206.ckpt", "91c7b206", 72.95, None, 4.2, 569),
+    "025": Variant(0.25, "mobilenet_v1_025-d3377fba.ckpt", 53.87, 77.66, 0.5, 41),
+    "050": Variant(0.50, "mobilenet_v1_050-23e9ddbe.ckpt", 65.94, None, 1.3, 149),
+    "075": Variant(0.75, "mobilenet_v1_075-5bed0c73.ckpt", 70.44, None, 2.6, 325),
+    "100": Variant(1.00, "mobilenet_v1_100-91c7b206.ckpt", 72.95, None, 4.2, 569),
 }
 
 
@@ -95,15 +93,16 @@ def register_resolutions(prefix: str, widths: dict[str, float], resolutions: Seq
 def _mindcv_config(tag: str, res: int) -> ModelConfig:
     """mindcv's weights (1001 classes) were trained at 224 px and its numbers measured there; every size loads
     those weights with --pretrained (the same network) and reads mindcv checkpoints with 1001 classes."""
-    _, file, sha, top1, top5, params, macs = WIDTHS[tag]
+    row = WIDTHS[tag]
     published = res == 224
-    return ModelConfig(url=_MINDCV_URL + file, sha256=sha, extra={} if published else {WEIGHTS_IMAGE_SIZE: 224},
-                       checkpoint_num_classes=1001, input_size=(3, res, res), classifier="classifier",
-                       top1=top1 if published else None, top5=top5 if published else None,
-                       paper_params_m=params if published else None, paper_macs_m=macs if published else None)
+    return ModelConfig(url=_MINDCV_URL + row.file, sha256=row.sha256, weights_image_size=None if published else 224,
+                       checkpoint_num_classes=1001, input_size=(3, res, res),
+                       top1=row.top1 if published else None, top5=row.top5 if published else None,
+                       paper_params_m=row.params_m if published else None,
+                       paper_macs_m=row.macs_m if published else None)
 
 
-register_resolutions("mobilenet_v1", {tag: row[0] for tag, row in WIDTHS.items()}, RESOLUTIONS, _mindcv_config)
+register_resolutions("mobilenet_v1", {tag: row.alpha for tag, row in WIDTHS.items()}, RESOLUTIONS, _mindcv_config)
 
 # TensorFlow's MobileNetV1 (Keras applications / TF-slim): the same builder with "same" padding and ReLU6, TF
 # preprocessing, under timm's names; ``tf_mobilenet_v1_075`` is the 224-px model. No published MindSpore weights:
@@ -115,11 +114,11 @@ TF_PACKAGED = {"tf_mobilenet_v1_025": dict(
 
 
 def _tf_config(tag: str, res: int) -> ModelConfig:
-    *_, params, macs = WIDTHS[tag]
+    row = WIDTHS[tag]
     at_224 = res == 224
-    return tf_config(res, paper_params_m=params if at_224 else None, paper_macs_m=macs if at_224 else None,
+    return tf_config(res, paper_params_m=row.params_m if at_224 else None, paper_macs_m=row.macs_m if at_224 else None,
                      **(TF_PACKAGED.get(f"tf_mobilenet_v1_{tag}", {}) if at_224 else {}))
 
 
-register_resolutions("tf_mobilenet_v1", {tag: row[0] for tag, row in WIDTHS.items()}, TF_RESOLUTIONS, _tf_config,
+register_resolutions("tf_mobilenet_v1", {tag: row.alpha for tag, row in WIDTHS.items()}, TF_RESOLUTIONS, _tf_config,
                      act="relu6", tf_padding=True)

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from mindspore import nn
 
-from ..utils.checkpoint import WEIGHTS_IMAGE_SIZE
 from .base import MobileNetBase
 from .layers import ResidualBlock, conv_bn_act, make_divisible
-from .registry import ModelConfig, register_variant
+from .registry import ModelConfig, Variant, register_variant
 from .tf_variants import tf_config
 
 # Table 2 of the paper: expansion t, output channels c, repeats n, first stride s.
@@ -71,41 +70,39 @@ class MobileNetV2(MobileNetBase):
 _MINDCV_URL = "https://download.mindspore.cn/toolkits/mindcv/mobilenet/mobilenetv2/"
 RESOLUTIONS = (224, 192, 160, 128, 96)
 
-# width tag: (width, published 224-px checkpoint file or "", mindcv Top-1, Top-5, paper params (M), paper MACs (M))
+# width tag -> mindcv's published 224-px weights and accuracy, the paper's params (M) and MACs (M) at 224 px
 WIDTHS = {
-    "035": (0.35, "", None, None, 1.66, 59),
-    "050": (0.50, "", None, None, 1.95, 97),
-    "075": (0.75, "mobilenet_v2_075-bd7bd4c4.ckpt", 69.98, 89.32, 2.6, 209),
-    "100": (1.00, "mobilenet_v2_100-d5532038.ckpt", 72.27, 90.72, 3.4, 300),
-    "130": (1.30, "", None, None, 5.3, 509),
-    "140": (1.40, "mobilenet_v2_140-98776171.ckpt", 75.56, 92.56, 6.1, 585),
+    "035": Variant(0.35, params_m=1.66, macs_m=59),
+    "050": Variant(0.50, params_m=1.95, macs_m=97),
+    "075": Variant(0.75, "mobilenet_v2_075-bd7bd4c4.ckpt", 69.98, 89.32, 2.6, 209),
+    "100": Variant(1.00, "mobilenet_v2_100-d5532038.ckpt", 72.27, 90.72, 3.4, 300),
+    "130": Variant(1.30, params_m=5.3, macs_m=509),
+    "140": Variant(1.40, "mobilenet_v2_140-98776171.ckpt", 75.56, 92.56, 6.1, 585),
 }
 
 
-for _tag, (_alpha, _file, _top1, _top5, _params, _macs) in WIDTHS.items():
+for _tag, _row in WIDTHS.items():
     for _res in RESOLUTIONS:
-        _published = _res == 224 and bool(_file)
+        _published = _res == 224 and bool(_row.file)
         _config = ModelConfig(  # every resolution loads the width's 224-px weights (--pretrained), as one network
-            url=_MINDCV_URL + _file if _file else "",
-            sha256=_file.rsplit("-", 1)[-1].split(".")[0] if _file else "",
-            extra={WEIGHTS_IMAGE_SIZE: 224} if _file and _res != 224 else {},
+            url=_MINDCV_URL + _row.file if _row.file else "",
+            sha256=_row.sha256,
+            weights_image_size=224 if _row.file and _res != 224 else None,
             input_size=(3, _res, _res),
-            classifier="classifier.1",
-            top1=_top1 if _published else None,
-            top5=_top5 if _published else None,
-            paper_params_m=_params if _res == 224 else None,
-            paper_macs_m=_macs if _res == 224 else None,
+            top1=_row.top1 if _published else None,
+            top5=_row.top5 if _published else None,
+            paper_params_m=_row.params_m if _res == 224 else None,
+            paper_macs_m=_row.macs_m if _res == 224 else None,
         )
         _names = [f"mobilenet_v2_{_tag}_{_res}"] + ([f"mobilenet_v2_{_tag}"] if _res == 224 else [])
         for _name in _names:  # the plain width name is the 224-px model, as in mindcv
-            _doc = f"MobileNetV2 at width {_alpha}, default input {_res} px."
-            globals()[_name] = register_variant(_name, _config, MobileNetV2, _doc, alpha=_alpha)
+            _doc = f"MobileNetV2 at width {_row.alpha}, default input {_res} px."
+            globals()[_name] = register_variant(_name, _config, MobileNetV2, _doc, alpha=_row.alpha)
 
 
 # TF-slim's MobileNetV2 (its quantized TFLite release): the same builder with "same" padding and TF preprocessing.
-for _tag, (_alpha, _file, _top1, _top5, _params, _macs) in WIDTHS.items():
-    _doc = f"TF-slim's MobileNetV2 at width {_alpha} ('same' padding)."
+for _tag, _row in WIDTHS.items():
+    _doc = f"TF-slim's MobileNetV2 at width {_row.alpha} ('same' padding)."
     globals()[f"tf_mobilenet_v2_{_tag}"] = register_variant(
-        f"tf_mobilenet_v2_{_tag}", tf_config(224, classifier="classifier.1", paper_params_m=_params,
-                                             paper_macs_m=_macs),
-        MobileNetV2, _doc, alpha=_alpha, tf_padding=True)
+        f"tf_mobilenet_v2_{_tag}", tf_config(224, paper_params_m=_row.params_m, paper_macs_m=_row.macs_m),
+        MobileNetV2, _doc, alpha=_row.alpha, tf_padding=True)

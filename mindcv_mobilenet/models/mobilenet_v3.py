@@ -12,7 +12,7 @@ from mindspore import nn
 
 from .base import MobileNetBase
 from .layers import HardSwish, ResidualBlock, SqueezeExcite, conv_bn_act, make_divisible
-from .registry import ModelConfig, register_model_alias, register_variant
+from .registry import ModelConfig, Variant, register_model_alias, register_variant
 from .tf_variants import tf_config
 
 # kernel, expansion channels, output channels, squeeze-excite, activation, stride
@@ -102,30 +102,27 @@ class MobileNetV3(MobileNetBase):
 
 _MINDCV_URL = "https://download.mindspore.cn/toolkits/mindcv/mobilenet/mobilenetv3/"
 
-# name: (arch, width, published file or "", mindcv Top-1, Top-5, paper params (M), paper MACs (M))
+# name -> arch and width, mindcv's published weights and accuracy, the paper's params (M) and MACs (M)
 VARIANTS = {
-    "mobilenet_v3_small_075": ("small", 0.75, "", None, None, 2.0, 44),
-    "mobilenet_v3_small_100": ("small", 1.00, "mobilenet_v3_small_100-509c6047.ckpt", 68.10, 87.86, 2.5, 56),
-    "mobilenet_v3_large_075": ("large", 0.75, "", None, None, 4.0, 155),
-    "mobilenet_v3_large_100": ("large", 1.00, "mobilenet_v3_large_100-1279ad5f.ckpt", 75.23, 92.31, 5.4, 219),
+    "mobilenet_v3_small_075": Variant(0.75, params_m=2.0, macs_m=44, arch="small"),
+    "mobilenet_v3_small_100": Variant(1.00, "mobilenet_v3_small_100-509c6047.ckpt", 68.10, 87.86, 2.5, 56, "small"),
+    "mobilenet_v3_large_075": Variant(0.75, params_m=4.0, macs_m=155, arch="large"),
+    "mobilenet_v3_large_100": Variant(1.00, "mobilenet_v3_large_100-1279ad5f.ckpt", 75.23, 92.31, 5.4, 219, "large"),
 }
 
 
-for _name, (_arch, _alpha, _file, _top1, _top5, _params, _macs) in VARIANTS.items():
-    _config = ModelConfig(
-        url=_MINDCV_URL + _file if _file else "",
-        sha256=_file.rsplit("-", 1)[-1].split(".")[0] if _file else "",
-        classifier="classifier.3", top1=_top1, top5=_top5, paper_params_m=_params, paper_macs_m=_macs,
-    )
-    _doc = f"MobileNetV3-{_arch.capitalize()} at width {_alpha}."
-    globals()[_name] = register_variant(_name, _config, MobileNetV3, _doc, arch=_arch, alpha=_alpha)
+for _name, _row in VARIANTS.items():
+    _config = ModelConfig(url=_MINDCV_URL + _row.file if _row.file else "", sha256=_row.sha256, top1=_row.top1,
+                          top5=_row.top5, paper_params_m=_row.params_m, paper_macs_m=_row.macs_m)
+    _doc = f"MobileNetV3-{_row.arch.capitalize()} at width {_row.alpha}."
+    globals()[_name] = register_variant(_name, _config, MobileNetV3, _doc, arch=_row.arch, alpha=_row.alpha)
 
 for _arch in ("small", "large"):  # the MindSpore model_zoo's names of the 1.0 models
     register_model_alias(f"mobilenet_v3_{_arch}", f"mobilenet_v3_{_arch}_100")
 
 # TF-slim's MobileNetV3: the same builder with a "same"-padded stem, TF preprocessing, under timm's names.
-for _name, (_arch, _alpha, _file, _top1, _top5, _params, _macs) in VARIANTS.items():
-    _doc = f"TF-slim's MobileNetV3-{_arch.capitalize()} at width {_alpha} ('same' padding everywhere)."
+for _name, _row in VARIANTS.items():
+    _doc = f"TF-slim's MobileNetV3-{_row.arch.capitalize()} at width {_row.alpha} ('same' padding everywhere)."
     globals()[f"tf_{_name}"] = register_variant(
-        f"tf_{_name}", tf_config(224, classifier="classifier.3", paper_params_m=_params, paper_macs_m=_macs),
-        MobileNetV3, _doc, arch=_arch, alpha=_alpha, tf_padding=True)
+        f"tf_{_name}", tf_config(224, paper_params_m=_row.params_m, paper_macs_m=_row.macs_m),
+        MobileNetV3, _doc, arch=_row.arch, alpha=_row.alpha, tf_padding=True)

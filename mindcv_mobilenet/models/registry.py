@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from mindspore import nn
@@ -22,7 +22,10 @@ class ModelConfig:
 
     ``sha256`` may be a prefix of the digest (mindcv names files ``<model>-<first 8 hex of sha256>.ckpt``).
     ``checkpoint_num_classes`` is the classifier size of the published checkpoint (mindcv's V1 weights have 1001).
-    ``mean``/``std`` are on the 0..255 pixel scale, as everywhere in the suite.
+    ``weights_image_size``: the input size the published weights were trained at when the model's default input
+    differs (mindcv publishes V1/V2 weights at 224 px only; the network is the same at every size).
+    ``mean``/``std`` are on the 0..255 pixel scale, as everywhere in the suite. The classifier's name is the model
+    class's (:func:`classifier_name`).
     """
 
     url: str = ""
@@ -34,13 +37,12 @@ class ModelConfig:
     interpolation: str = "bilinear"
     mean: tuple[float, float, float] = IMAGENET_DEFAULT_MEAN
     std: tuple[float, float, float] = IMAGENET_DEFAULT_STD
+    weights_image_size: int | None = None
     first_conv: str = "features.0"
-    classifier: str = "classifier"
     top1: float | None = None
     top5: float | None = None
     paper_params_m: float | None = None
     paper_macs_m: float | None = None
-    extra: dict = field(default_factory=dict)
 
     @property
     def image_size(self) -> int:
@@ -49,6 +51,7 @@ class ModelConfig:
 
 _model_constructors: dict[str, Callable[..., nn.Cell]] = {}
 _model_configs: dict[str, ModelConfig] = {}
+_model_classes: dict[str, type] = {}  # the builder class of each variant registered with register_variant
 _model_aliases: dict[str, str] = {}  # other suites' names of registered models (not listed by list_models)
 
 
@@ -146,6 +149,31 @@ def create_model(
     return model
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One row of a family's variant table: width (and V3's arch), mindcv's published 224-px checkpoint file
+    (``<model>-<sha256 prefix>.ckpt``, "" when none), mindcv's Top-1/Top-5 for it, and the paper's size at 224 px."""
+
+    alpha: float
+    file: str = ""
+    top1: float | None = None
+    top5: float | None = None
+    params_m: float | None = None
+    macs_m: float | None = None
+    arch: str = ""
+
+    @property
+    def sha256(self) -> str:
+        """The digest prefix in the file name (what the download is checked against)."""
+        return self.file.rsplit("-", 1)[-1].split(".")[0] if self.file else ""
+
+
+def classifier_name(model_name: str) -> str:
+    """Dotted name of the model's final ``nn.Dense`` (the class's ``classifier_name``), without building it."""
+    model_class = _model_classes.get(_check_name(model_name))
+    return getattr(model_class, "classifier_name", "classifier")
+
+
 def register_variant(name: str, config: ModelConfig, model_class: type, doc: str, **arch_kwargs) -> Callable:
     """Register the thin constructor ``name(num_classes, in_channels, **kwargs)`` = ``model_class(**arch_kwargs, ...)``.
 
@@ -157,4 +185,5 @@ def register_variant(name: str, config: ModelConfig, model_class: type, doc: str
 
     constructor.__name__ = constructor.__qualname__ = name
     constructor.__doc__ = doc
+    _model_classes[name] = model_class
     return register_model(name, config)(constructor)

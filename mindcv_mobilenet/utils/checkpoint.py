@@ -22,10 +22,6 @@ from .fileio import atomic_path
 _logger = logging.getLogger("mindcv_mobilenet")
 PACKAGED_PREFIX = "package:"  # a ModelConfig url naming a file under mindcv_mobilenet/resources/
 
-# ModelConfig.extra key: the input size the published weights were trained at, for a model whose default input
-# differs (mindcv publishes MobileNetV1/V2 weights at 224 px only; the network is the same at every size)
-WEIGHTS_IMAGE_SIZE = "weights_image_size"
-
 # Entries that training writes beside the network's own parameters (optimizer slots, schedules, loss scale, EMA).
 TRAINING_STATE_PREFIXES = (
     "moments.", "accum.", "adam_m.", "adam_v.", "moment1.", "moment2.", "vhat.", "mean_grad.", "mean_square.",
@@ -55,7 +51,7 @@ def pretrained_checkpoint_path(model_name: str, config) -> str:
             f"no published weights for {model_name}; train it, or pass a checkpoint with --ckpt_path "
             "(`python -m mindcv_mobilenet.summary` marks the models that have weights)"
         )
-    trained_at = config.extra.get(WEIGHTS_IMAGE_SIZE)
+    trained_at = config.weights_image_size
     if trained_at and trained_at != config.image_size:
         _logger.info("%s: the published weights were trained at %d px (none are published at %d px)", model_name,
                      trained_at, config.image_size)
