@@ -26,6 +26,7 @@ class DatasetSpec:
     ``layout`` is ``"folder"`` (one sub-folder of image files per class: photos of any size, resized and
     center-cropped to the model's resolution) or ``"cifar"`` (CIFAR-10's binary batches of 32 px images).
     ``image_size``, ``mean`` and ``std`` of None mean "the model's" (:mod:`.preprocessing` decides).
+    ``packaged``: the files ship in the package; ``downloadable``: ``dataset_download`` can fetch it.
     """
 
     name: str
@@ -34,6 +35,7 @@ class DatasetSpec:
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
     packaged: bool = False
+    downloadable: bool = False
 
     @property
     def is_folder(self) -> bool:
@@ -44,7 +46,7 @@ class DatasetSpec:
 DATASETS: dict[str, DatasetSpec] = {
     "imagenet": DatasetSpec("imagenet", "folder"),
     "folder": DatasetSpec("folder", "folder"),
-    "cifar10": DatasetSpec("cifar10", "cifar", 96, CIFAR10_MEAN, CIFAR10_STD),
+    "cifar10": DatasetSpec("cifar10", "cifar", 96, CIFAR10_MEAN, CIFAR10_STD, downloadable=True),
     "cifar10_demo": DatasetSpec("cifar10_demo", "cifar", 96, CIFAR10_MEAN, CIFAR10_STD, packaged=True),
 }
 DATASET_NAMES = tuple(DATASETS)

@@ -107,7 +107,7 @@ def load_source(name: str = "", root: str | None = None, split: str = "train", d
     """Scan (image folders) or load (CIFAR-10) a data set once; options: ``url``/``md5``/``file_md5s`` (download)."""
     name = (name or "folder").lower()
     spec = dataset_spec(name)
-    if download and name != "cifar10":
+    if download and not spec.downloadable:
         raise ConfigError(f"download is only available for cifar10, not {name}: place the data under root by hand")
     if spec.is_folder:
         folder = resolve_split_dir(check_root(root, name), split)
@@ -116,12 +116,12 @@ def load_source(name: str = "", root: str | None = None, split: str = "train", d
                           folder, split)
     if spec.packaged:
         root = root or CIFAR10_DEMO_DIR
-    elif name == "cifar10" and root is None:
-        root = os.path.join(default_cache_dir(), "cifar10")
-    if download and name == "cifar10":
+    elif root is None:
+        root = os.path.join(default_cache_dir(), name)
+    if download:
         download_cifar10(root, url=options.get("url", CIFAR10_URL), md5=options.get("md5", CIFAR10_MD5),
                          file_md5s=options.get("file_md5s"))
-    images, labels, classes = load_cifar10(check_root(root, name), split or "train", expect_all=name == "cifar10")
+    images, labels, classes = load_cifar10(check_root(root, name), split or "train", expect_all=not spec.packaged)
     return DataSource(name, ArraySource(images, labels), classes, DatasetStats(), root, split)
 
 
