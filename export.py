@@ -36,7 +36,7 @@ def main() -> int:
     parser.add_argument("--no_check", action="store_true", help="skip reloading and comparing the exported files")
     args = parser.parse_args()
 
-    from mindcv_mobilenet.inference.cli import setup_logging
+    from mindcv_mobilenet.utils.logs import setup_logging
     from mindcv_mobilenet.inference.export import export_files
 
     setup_logging()
