@@ -1,0 +1,161 @@
+"""This package (MindSpore graph mode) against PyTorch eager running torchvision's same architectures, on the CPU.
+
+Issue 14's protocol: fp32, batch 32, 2 threads, a fresh process per row; training at 112 px (forward, backward,
+momentum SGD step), inference at 224 px (BatchNorm folded on our side; ``torch.inference_mode`` on theirs), PyTorch at
+the better of NCHW and channels_last. PyTorch is optional and runs in its own interpreter (``--torch_python``, a
+virtualenv with ``torch``/``torchvision`` CPU wheels), so this package's environment never needs it.
+
+    python -m bench.torch_compare torch '{"name": "mobilenet_v2_100", "task": "train", ...}'   # one row (internal)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+
+from .timing import first_and_median
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# our name -> torchvision's constructor of the same architecture (MobileNetV1 has none in torchvision)
+TORCHVISION_NAMES = {
+    "mobilenet_v2_100": "mobilenet_v2",
+    "mobilenet_v3_small_100": "mobilenet_v3_small",
+    "mobilenet_v3_large_100": "mobilenet_v3_large",
+}
+TASKS = {"train": 112, "infer": 224}  # task -> image size of the protocol
+THREADS = 2
+
+
+def _torchvision_models():
+    """``torchvision.models``. A torchvision wheel whose compiled ops do not match the installed torch (PyPI's
+    torchvision next to a ``+cpu`` torch) fails at ``import torchvision``; the model definitions are plain Python, so
+    they are then imported without the package's ``__init__`` (which only registers those ops)."""
+    try:
+        import torchvision
+
+        return torchvision.models
+    except (RuntimeError, OSError):
+        import importlib.util
+        import types
+
+        spec = importlib.util.find_spec("torchvision")
+        package = types.ModuleType("torchvision")
+        package.__path__ = list(spec.submodule_search_locations)
+        sys.modules["torchvision"] = package
+        import torchvision.models
+
+        return torchvision.models
+
+
+def torch_row(name: str, task: str, image_size: int, batch: int, repeats: int, channels_last: bool) -> dict:
+    """One PyTorch row, measured in this process (which must have torch and torchvision)."""
+    import torch
+
+    torch.set_num_threads(THREADS)
+    torch.manual_seed(0)
+    model = getattr(_torchvision_models(), TORCHVISION_NAMES[name])()
+    images = torch.randn(batch, 3, image_size, image_size)
+    labels = torch.randint(0, 1000, (batch,))
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+    if task == "infer":
+        model.eval()
+        with torch.inference_mode():
+            first, step = first_and_median(lambda: model(images), repeats)
+    else:
+        model.train()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        loss_fn = torch.nn.CrossEntropyLoss()
+
+        def train_step() -> None:
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(model(images), labels).backward()
+            optimizer.step()
+
+        first, step = first_and_median(train_step, repeats)
+    return {"framework": f"torch {torch.__version__}" + (" channels_last" if channels_last else " NCHW"),
+            "model": name, "task": task, "image_size": image_size, "batch": batch, "first_s": first, "step_s": step,
+            "images_per_s": batch / step, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def ours_row(name: str, task: str, image_size: int, batch: int, repeats: int) -> dict:
+    """One row of this package in graph mode, measured in this process."""
+    import mindspore as ms
+    import numpy as np
+    from mindspore import Tensor, nn
+
+    from mindcv_mobilenet.models import create_model
+    from mindcv_mobilenet.models.fuse import fuse_bn
+
+    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_seed(0)
+    rng = np.random.default_rng(0)
+    model = create_model(name)
+    images = Tensor(rng.standard_normal((batch, 3, image_size, image_size), dtype=np.float32))
+    if task == "infer":
+        model = fuse_bn(model)
+        model.set_train(False)
+        first, step = first_and_median(lambda: model(images).asnumpy(), repeats)
+    else:
+        labels = Tensor(rng.integers(0, 1000, batch).astype(np.int32))
+        optimizer = nn.Momentum(model.trainable_params(), 0.01, 0.9)
+        step_cell = nn.TrainOneStepCell(nn.WithLossCell(model, nn.CrossEntropyLoss()), optimizer)
+        step_cell.set_train(True)
+        first, step = first_and_median(lambda: step_cell(images, labels).asnumpy(), repeats)
+    return {"framework": f"mindspore {ms.__version__} graph", "model": name, "task": task, "image_size": image_size,
+            "batch": batch, "first_s": first, "step_s": step, "images_per_s": batch / step,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def run_row(python: str, side: str, spec: dict, timeout: float = 1800) -> dict:
+    """One row in a fresh ``python`` process (``side``: 'ours' or 'torch')."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS))
+    proc = subprocess.run([python, "-m", "bench.torch_compare", side, json.dumps(spec)], env=env, cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    return {"framework": side, **spec, "error": (proc.stderr or proc.stdout)[-1500:]}
+
+
+def compare(models: list[str], torch_python: str, batch: int = 32, repeats: int = 5, log=print) -> list[dict]:
+    """For each model and task: our row, then PyTorch NCHW and channels_last, back to back; plus the ratio."""
+    rows = []
+    for name in models:
+        if name not in TORCHVISION_NAMES:
+            log(f"{name}: torchvision has no such architecture, skipped")
+            continue
+        for task, image_size in TASKS.items():
+            spec = {"name": name, "task": task, "image_size": image_size, "batch": batch, "repeats": repeats}
+            ours = run_row(sys.executable, "ours", spec)
+            theirs = [run_row(torch_python, "torch", dict(spec, channels_last=c)) for c in (False, True)]
+            for row in [ours, *theirs]:
+                log(format_row(row))
+            rows += [ours, *theirs]
+            good = [r for r in theirs if "error" not in r]
+            if "error" not in ours and good:
+                best = max(good, key=lambda r: r["images_per_s"])
+                log(f"{name:<24} {task:<5} ours / PyTorch eager (best layout: {best['framework']}): "
+                    f"{ours['images_per_s'] / best['images_per_s']:.2f}x")
+    return rows
+
+
+def format_row(row: dict) -> str:
+    if "error" in row:
+        return f"{row['model']:<24} {row['task']:<5} {row['framework']:<28} ERROR {row['error'][-300:]}"
+    return (f"{row['model']:<24} {row['task']:<5} {row['framework']:<28} {row['image_size']:>4} px  "
+            f"{row['images_per_s']:8.1f} img/s  1st call {row['first_s']:6.1f} s  peak {row['peak_rss_mb']:6.0f} MB")
+
+
+if __name__ == "__main__":
+    _side, _spec = sys.argv[1], json.loads(sys.argv[2])
+    if _side == "torch":
+        _row = torch_row(_spec["name"], _spec["task"], _spec["image_size"], _spec["batch"], _spec["repeats"],
+                         _spec["channels_last"])
+    else:
+        _row = ours_row(_spec["name"], _spec["task"], _spec["image_size"], _spec["batch"], _spec["repeats"])
+    print("RESULT " + json.dumps(_row), flush=True)
