@@ -6,11 +6,13 @@
                         [--train-modes 0 1] [--mindcv_path /tmp/mindcv/src:/tmp/mcvdeps]
     python benchmark.py --infer [--infer-models PATTERN ...] [--all] [--infer-batch-size 32] [--infer-modes 0 1]
                         [--infer-repeats 5] [--no-mindcv] [--no-onnx]
+
+The flags (:data:`BENCHMARK_OPTIONS`) go through the package's one parser (``mindcv_mobilenet.config.parse_args``): a
+wrong flag is one line naming the nearest, ``-`` and ``_`` are the same in flag names, switches take True/False.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -18,7 +20,8 @@ import time
 
 import numpy as np
 
-from mindcv_mobilenet.utils.errors import DataError, run_cli
+from mindcv_mobilenet.config import Config, Option, parse_args, str2bool
+from mindcv_mobilenet.utils.errors import ConfigError, DataError, run_cli
 from tools.make_imagenet_sized import DEFAULT_DST as IMAGENET_SIZED_DIR
 
 
@@ -61,7 +64,7 @@ def _mindcv_loader(root: str, split: str, size: int, batch_size: int, workers: i
                          drop_remainder=training, transform=create_transforms("imagenet", size, is_training=training))
 
 
-def bench_data(args: argparse.Namespace) -> dict:
+def bench_data(args: Config) -> dict:
     """Decoded-and-augmented images/s of the training and evaluation pipelines, this package vs mindcv, back to back.
 
     Default data: the ImageNet-sized copies of the shared samples that ``tools/make_imagenet_sized.py`` writes.
@@ -80,7 +83,7 @@ def bench_data(args: argparse.Namespace) -> dict:
         print(f"mindcv not importable ({type(err).__name__}: {err}); timing this package only", file=sys.stderr)
         builders = [("ours", _ours_loader), ("ours_uint8", _ours_uint8_loader)]
     images = sum(len(files) for _, _, files in os.walk(split_dir))
-    print(f"data benchmark: {images} images from {split_dir}, {args.image_size} px, batch {args.batch_size}, "
+    print(f"data benchmark: {images} images from {split_dir}, {args.image_resize} px, batch {args.batch_size}, "
           f"{os.cpu_count()} CPU(s); median of {args.epochs - 1} passes after a warm-up pass. cpu ms: CPU time of "
           f"the whole process per image; x mindcv: images/s over mindcv's, and mindcv's CPU per image over ours. "
           f"ours_uint8: normalize_on_device (uint8 batches, normalised in the network)")
@@ -93,7 +96,7 @@ def bench_data(args: argparse.Namespace) -> dict:
             rates = {}
             for who, build in builders:
                 ms.dataset.config.set_seed(0)
-                loader = build(root, args.split, args.image_size, args.batch_size, workers, pipeline == "train")
+                loader = build(root, args.split, args.image_resize, args.batch_size, workers, pipeline == "train")
                 rates[who] = _rates(loader, args.epochs)
             theirs, _, theirs_cpu = rates.get("mindcv", (None, None, None))
             for who, (rate, first, cpu) in rates.items():
@@ -104,7 +107,7 @@ def bench_data(args: argparse.Namespace) -> dict:
                 rows.append({"pipeline": pipeline, "workers": workers, "who": who, "images_per_s": rate,
                              "first_pass_images_per_s": first, "cpu_ms_per_image": cpu, "ratio": ratio,
                              "cpu_ratio": cpu_ratio})
-    return {"images": images, "image_size": args.image_size, "batch_size": args.batch_size,
+    return {"images": images, "image_size": args.image_resize, "batch_size": args.batch_size,
             "cpu_count": os.cpu_count(), "rows": rows}
 
 
@@ -157,7 +160,7 @@ def _mindcv_model(factory, name: str):
     return model
 
 
-def bench_train(args: argparse.Namespace) -> dict:
+def bench_train(args: Config) -> dict:
     """Training images/s per model and execution mode, beside mindcv's model of the same name when available."""
     import mindspore as ms
 
@@ -193,7 +196,7 @@ def bench_train(args: argparse.Namespace) -> dict:
 DEFAULT_INFER_MODELS = ["mobilenet_v1_100", "mobilenet_v2_100", "mobilenet_v3_small_100", "mobilenet_v3_large_100"]
 
 
-def bench_infer(args: argparse.Namespace) -> dict:
+def bench_infer(args: Config) -> dict:
     """Inference latency (batch 1), throughput (batch N) and first-call time per model at its default resolution:
     this package in graph and PyNative mode, mindcv's model of the same name, and the ONNX export in ONNX Runtime."""
     from bench.speed import HEADER, format_row, mindspore_speed, onnxruntime_speed
@@ -240,7 +243,7 @@ def bench_infer(args: argparse.Namespace) -> dict:
 DEFAULT_PROFILE_MODELS = ["mobilenet_v2_100", "mobilenet_v3_small_100", "mobilenet_v1_100"]
 
 
-def bench_profile(args: argparse.Namespace) -> dict:
+def bench_profile(args: Config) -> dict:
     """Per-operator-type CPU time of each model, every layer timed alone at its real shape (mindcv_mobilenet.perf)."""
     from bench.opprofile import format_profile, profile_model
 
@@ -248,14 +251,14 @@ def bench_profile(args: argparse.Namespace) -> dict:
           f"{os.environ.get('ONEDNN_MAX_CPU_ISA', '(default)')}; median of {args.profile_repeats}")
     results = []
     for name in args.profile_models:
-        result = profile_model(name, args.profile_batch_size, args.image_size, args.profile_repeats,
+        result = profile_model(name, args.profile_batch_size, args.image_resize, args.profile_repeats,
                                backward=not args.profile_forward_only)
         print(format_profile(result) + "\n", flush=True)
         results.append(result)
     return {"isa": os.environ.get("ONEDNN_MAX_CPU_ISA", ""), "models": results}
 
 
-def bench_compare(args: argparse.Namespace) -> dict:
+def bench_compare(args: Config) -> dict:
     """Ours vs mindcv (as shipped, and with our CPU setting), one fresh process per row (mindcv_mobilenet.perf)."""
     from bench.compare import HEADER, compare, ratios
 
@@ -271,64 +274,67 @@ def bench_compare(args: argparse.Namespace) -> dict:
     return {"rows": rows, "ratios": table}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description="mindcv_mobilenet benchmarks")
-    parser.add_argument("--data", action="store_true", help="data pipeline throughput (decode + augment), training "
-                        "and evaluation, vs mindcv")
-    parser.add_argument("--data-root", default=None, help="ImageNet-layout folder (default: the ImageNet-sized "
-                        f"copies tools/make_imagenet_sized.py writes to {IMAGENET_SIZED_DIR})")
-    parser.add_argument("--split", default="val")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--epochs", type=int, default=4, help="passes per setting; the first is warm-up")
-    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
-    group = parser.add_argument_group("--train: training speed")
-    group.add_argument("--train", action="store_true", help="training images/s (graph and PyNative) vs mindcv")
-    group.add_argument("--train-models", nargs="+", default=DEFAULT_TRAIN_MODELS)
-    group.add_argument("--train-batch-size", type=int, default=32)
-    group.add_argument("--train-image-size", type=int, default=224)
-    group.add_argument("--train-modes", type=int, nargs="+", default=[0, 1], choices=[0, 1],
-                       help="0: graph, 1: PyNative")
-    group.add_argument("--train-steps", type=int, default=5, help="timed steps per setting")
-    group.add_argument("--train-warmup", type=int, default=2, help="untimed steps first (graph compile)")
-    group.add_argument("--mindcv_path", "--mindcv-path", default=None,
-                       help="folders to add to sys.path for mindcv (os.pathsep-separated), e.g. "
-                            "/tmp/mindcv/src:/tmp/mcvdeps")
-    group = parser.add_argument_group("--infer: inference speed")
-    group.add_argument("--infer", action="store_true", help="inference latency/throughput: graph, PyNative, mindcv, "
-                       "ONNX Runtime")
-    group.add_argument("--infer-models", nargs="+", default=DEFAULT_INFER_MODELS,
-                       help="model names or patterns (default: one per family: V1, V2, V3 small and large)")
-    group.add_argument("--all", action="store_true", help="every registered model (--infer)")
-    group.add_argument("--infer-batch-size", type=int, default=32, help="throughput batch size")
-    group.add_argument("--infer-image-size", type=int, default=None, help="resolution (default: each model's own)")
-    group.add_argument("--infer-modes", type=int, nargs="+", default=[0, 1], choices=[0, 1],
-                       help="0: graph, 1: PyNative")
-    group.add_argument("--infer-repeats", type=int, default=5, help="timed calls at batch 1 (half as many at batch N)")
-    group.add_argument("--no-mindcv", action="store_true", help="skip mindcv's models")
-    group.add_argument("--no-onnx", action="store_true", help="skip ONNX Runtime")
-    group = parser.add_argument_group("--profile: per-operator-type time (bench/opprofile.py)")
-    group.add_argument("--profile", action="store_true", help="time every layer alone at its real shape, per op type")
-    group.add_argument("--profile-models", nargs="+", default=DEFAULT_PROFILE_MODELS)
-    group.add_argument("--profile-batch-size", type=int, default=32)
-    group.add_argument("--profile-repeats", type=int, default=3)
-    group.add_argument("--profile-forward-only", action="store_true", help="skip forward+backward")
-    group = parser.add_argument_group("--compare: ours vs mindcv, fresh process per row (mindcv_mobilenet/perf)")
-    group.add_argument("--compare", action="store_true", help="ours vs mindcv: inference, training, compile, RSS")
-    group.add_argument("--compare-models", nargs="+", default=DEFAULT_PROFILE_MODELS)
-    group.add_argument("--compare-variants", nargs="+", default=["mindcv", "mindcv+cap", "ours", "ours fused"],
-                       choices=["mindcv", "mindcv+cap", "ours", "ours fused", "ours jit"])
-    group.add_argument("--compare-modes", nargs="+", default=["graph", "pynative"], choices=["graph", "pynative"])
-    group.add_argument("--compare-infer-batches", type=int, nargs="+", default=[1, 32])
-    group.add_argument("--compare-train-batch", type=int, default=32, help="0: no training row")
-    group.add_argument("--compare-repeats", type=int, default=3)
-    args = parser.parse_args()
+def _option(name: str, type_, default, help_: str, group: str, **kw) -> Option:
+    return Option(name, type_, default, help_, frozenset({"benchmark"}), group, **kw)
+
+
+_DATA, _TRAIN, _INFER = "--data: data pipeline", "--train: training speed", "--infer: inference speed"
+_PROFILE = "--profile: per-operator-type time (bench/opprofile.py)"
+_COMPARE = "--compare: ours vs mindcv, fresh process per row (bench/compare.py)"
+# benchmark.py's own keys, handed to the package's parser (it also takes batch_size and image_resize, alias
+# image_size, from config.OPTIONS); flags are read with '-' as '_', so --data-root is --data_root
+BENCHMARK_OPTIONS = (
+    _option("data", str2bool, False, "data pipeline throughput (decode + augment), training and evaluation, vs mindcv",
+            _DATA),
+    _option("data_root", str, None, "ImageNet-layout folder (None: the ImageNet-sized copies "
+            f"tools/make_imagenet_sized.py writes to {IMAGENET_SIZED_DIR})", _DATA, optional=True),
+    _option("split", str, "val", "split folder under data_root", _DATA),
+    _option("workers", int, [1, 2], "data workers (one row each)", _DATA, nargs="+"),
+    _option("epochs", int, 4, "passes per setting; the first is warm-up", _DATA),
+    _option("json", str, None, "also write the results to this JSON file", _DATA, optional=True),
+    _option("train", str2bool, False, "training images/s (graph and PyNative) vs mindcv", _TRAIN),
+    _option("train_models", str, DEFAULT_TRAIN_MODELS, "models to time", _TRAIN, nargs="+"),
+    _option("train_batch_size", int, 32, "training batch", _TRAIN),
+    _option("train_image_size", int, 224, "training resolution", _TRAIN),
+    _option("train_modes", int, [0, 1], "0: graph, 1: PyNative", _TRAIN, nargs="+", choices=(0, 1)),
+    _option("train_steps", int, 5, "timed steps per setting", _TRAIN),
+    _option("train_warmup", int, 2, "untimed steps first (graph compile)", _TRAIN),
+    _option("mindcv_path", str, None, "folders to add to sys.path for mindcv (os.pathsep-separated), e.g. "
+            "/tmp/mindcv/src:/tmp/mcvdeps", _TRAIN, optional=True),
+    _option("infer", str2bool, False, "inference latency/throughput: graph, PyNative, mindcv, ONNX Runtime", _INFER),
+    _option("infer_models", str, DEFAULT_INFER_MODELS, "model names or patterns (default: one per family: V1, V2, V3 "
+            "small and large)", _INFER, nargs="+"),
+    _option("all", str2bool, False, "every registered model (--infer)", _INFER),
+    _option("infer_batch_size", int, 32, "throughput batch size", _INFER),
+    _option("infer_image_size", int, None, "resolution (None: each model's own)", _INFER, optional=True),
+    _option("infer_modes", int, [0, 1], "0: graph, 1: PyNative", _INFER, nargs="+", choices=(0, 1)),
+    _option("infer_repeats", int, 5, "timed calls at batch 1 (half as many at batch N)", _INFER),
+    _option("no_mindcv", str2bool, False, "skip mindcv's models", _INFER),
+    _option("no_onnx", str2bool, False, "skip ONNX Runtime", _INFER),
+    _option("profile", str2bool, False, "time every layer alone at its real shape, per op type", _PROFILE),
+    _option("profile_models", str, DEFAULT_PROFILE_MODELS, "models to profile", _PROFILE, nargs="+"),
+    _option("profile_batch_size", int, 32, "batch", _PROFILE),
+    _option("profile_repeats", int, 3, "timed calls per layer", _PROFILE),
+    _option("profile_forward_only", str2bool, False, "skip forward+backward", _PROFILE),
+    _option("compare", str2bool, False, "ours vs mindcv: inference, training, compile, RSS", _COMPARE),
+    _option("compare_models", str, DEFAULT_PROFILE_MODELS, "models to compare", _COMPARE, nargs="+"),
+    _option("compare_variants", str, ["mindcv", "mindcv+cap", "ours", "ours fused"], "rows per model", _COMPARE,
+            nargs="+", choices=("mindcv", "mindcv+cap", "ours", "ours fused", "ours jit")),
+    _option("compare_modes", str, ["graph", "pynative"], "execution modes", _COMPARE, nargs="+",
+            choices=("graph", "pynative")),
+    _option("compare_infer_batches", int, [1, 32], "inference batches", _COMPARE, nargs="+"),
+    _option("compare_train_batch", int, 32, "training batch (0: no training row)", _COMPARE),
+    _option("compare_repeats", int, 3, "timed steps after the first call", _COMPARE),
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args("benchmark", argv, extra=BENCHMARK_OPTIONS, description="mindcv_mobilenet benchmarks")
     modes = {"data": bench_data, "train": bench_train, "infer": bench_infer,
              "profile": bench_profile, "compare": bench_compare}
     chosen = [name for name in modes if getattr(args, name)]
     if not chosen:
-        parser.error(f"choose a benchmark: {', '.join('--' + m for m in modes)}")
+        raise ConfigError(f"choose a benchmark: {', '.join('--' + m for m in modes)}")
     results = {name: modes[name](args) for name in chosen}
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
@@ -337,4 +343,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    run_cli(main)

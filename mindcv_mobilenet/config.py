@@ -1,10 +1,12 @@
-"""One configuration parser for ``train.py``, ``validate.py`` and ``infer.py``.
+"""One option table and one parser for every script: ``train.py``, ``validate.py``, ``infer.py``, ``export.py``,
+``python -m mindcv_mobilenet.convert|summary|doctor`` and ``benchmark.py`` (its options handed in as ``extra``).
 
 Values resolve as built-in defaults < YAML file (``-c/--config``) < command line, under mindcv's key names, so
 mindcv's recipes load unchanged. Every key is declared once in :data:`OPTIONS` with its type, default, help and the
-scripts that use it. A YAML file may hold keys of any script (one recipe serves training and validation); the
-command line of a script takes only that script's keys. An unknown key, in either place, is a
-:class:`~mindcv_mobilenet.utils.errors.ConfigError` naming the closest known key.
+scripts that use it (``kinds``). A YAML file may hold keys of any script (one recipe serves training and validation);
+the command line of a script takes only that script's keys, with ``-`` read as ``_`` in flags (``--data-root``).
+An unknown key, in either place, is a :class:`~mindcv_mobilenet.utils.errors.ConfigError` naming the closest known
+key; so is a ``required`` key left unset.
 
 The MindSpore model_zoo's keys (``--arch/--alpha/--resize``, ``data_url``, ``max_lr``...) and bare ``key=value``
 arguments (mindcv's READMEs) are read as this project's keys: :mod:`mindcv_mobilenet.compat` holds their table.
@@ -45,10 +47,12 @@ from .data.constants import DATASET_NAMES, DEMO_DATASET
 from .utils.errors import ConfigError
 from .utils.fileio import atomic_path
 
-KINDS = ("train", "validate", "infer")
-_T, _V, _I = {"train"}, {"validate"}, {"infer"}
+KINDS = ("train", "validate", "infer", "export", "convert", "summary", "doctor", "benchmark")
+_T, _V, _I, _E, _C = {"train"}, {"validate"}, {"infer"}, {"export"}, {"convert"}
 _TV = _T | _V
-_ALL = set(KINDS)
+_TVI = _TV | _I  # the scripts that run a model on data: an option's default kinds
+_MODEL = _TVI | _E  # the scripts that build a model from its published weights or a checkpoint
+_MODULE_SCRIPTS = ("convert", "summary", "doctor")  # started as python -m mindcv_mobilenet.<kind>
 
 
 def str2bool(value: Any) -> bool:
@@ -95,6 +99,10 @@ def _str(value: Any) -> str:
     return str(value)
 
 
+def _upper(value: Any) -> str:
+    return _str(value).upper()
+
+
 def _positive_int(value: Any) -> int:
     number = _int(value)
     if number <= 0:
@@ -115,14 +123,15 @@ class Option:
 
     ``type`` converts one value (from YAML or a command-line string); ``nargs='+'`` makes it a list; ``optional``
     allows None (``none``/``null``); ``kinds`` are the scripts whose command line takes it; ``choices`` are checked
-    after conversion; ``aliases`` are other accepted names (mindcv spellings).
+    after conversion; ``aliases`` are other accepted names (mindcv spellings, older flags); ``required`` are the
+    scripts that need the key set (on the command line or in the ``-c`` file).
     """
 
     name: str
     type: Callable[[Any], Any]
     default: Any
     help: str
-    kinds: frozenset = frozenset(_ALL)
+    kinds: frozenset = frozenset(_TVI)
     group: str = "system"
     choices: tuple | None = None
     nargs: str | None = None
@@ -130,6 +139,7 @@ class Option:
     aliases: tuple[str, ...] = ()
     positional: bool = False
     kind_defaults: tuple[tuple[str, Any], ...] = ()
+    required: frozenset = frozenset()
 
     def default_for(self, kind: str) -> Any:
         """The default of this key for script ``kind`` (``kind_defaults`` holds the scripts whose default differs)."""
@@ -158,8 +168,8 @@ class Option:
         return converted
 
 
-def _opt(name, type_, default, help_, kinds=_ALL, group="system", **kw) -> Option:
-    return Option(name, type_, default, help_, frozenset(kinds), group, **kw)
+def _opt(name, type_, default, help_, kinds=_TVI, group="system", required=(), **kw) -> Option:
+    return Option(name, type_, default, help_, frozenset(kinds), group, required=frozenset(required), **kw)
 
 
 SCHEDULERS = ("constant", "cosine_decay", "warmup_cosine_decay", "step_decay", "multi_step_decay",
@@ -167,13 +177,14 @@ SCHEDULERS = ("constant", "cosine_decay", "warmup_cosine_decay", "step_decay", "
 OPTIMIZERS = ("momentum", "sgd", "adamw", "adam", "rmsprop")
 AMP_LEVELS = ("O0", "O1", "O2", "O3")
 DEMO_MODEL = "tf_mobilenet_v1_025"  # its ImageNet weights ship in the package
+DEVICES = ("CPU", "GPU", "Ascend")  # MindSpore's device targets
 
 # fmt: off
 OPTIONS: tuple[Option, ...] = (
     # system
     _opt("mode", _int, 0, "0: graph mode (compiled), 1: PyNative (eager)", choices=(0, 1)),
     _opt("device_target", _str, "auto", "CPU, GPU, Ascend, or auto (MindSpore's default for this install)",
-         choices=("auto", "CPU", "GPU", "Ascend")),
+         choices=("auto", *DEVICES)),
     _opt("distribute", str2bool, False, "data parallel over the ranks started by msrun/mpirun", _TV),
     _opt("seed", _int, 42, "seed of python, numpy, MindSpore and the data shuffle", _TV),
     _opt("log_interval", _int, 15, "print a step line every N steps (0: epoch lines only)", _T),
@@ -186,8 +197,8 @@ OPTIONS: tuple[Option, ...] = (
          "graph-mode speed with PyNative around it (mindcv's 'F' context); off keeps every op eager for debugging", _T),
     # dataset
     _opt("dataset", _str, None, "imagenet, folder, cifar10 or cifar10_demo (packaged, no download); None: the "
-         "training run's (validate/infer with its checkpoint), else cifar10 or imagenet by what data_dir holds, else "
-         "cifar10_demo (infer: imagenet)", group="dataset", choices=DATASET_NAMES, optional=True),
+         "training run's (validate/infer/export with its checkpoint), else cifar10 or imagenet by what data_dir holds, "
+         "else cifar10_demo (infer, export: imagenet)", _TVI | _E, "dataset", choices=DATASET_NAMES, optional=True),
     _opt("data_dir", _str, "", "data set folder ('' for cifar10_demo)", _TV, "dataset"),
     _opt("train_split", _str, "train", "training split name", _T, "dataset"),
     _opt("val_split", _str, "val", "validation split name (CIFAR-10: the test batch)", _TV, "dataset"),
@@ -197,13 +208,15 @@ OPTIONS: tuple[Option, ...] = (
     _opt("num_samples", _int, None, "use only this many samples per split and shard (None: all)", _TV, "dataset",
          optional=True),
     _opt("batch_size", _int, 64, "images per step and device (global batch: batch_size x ranks); infer: per forward "
-         "pass", group="dataset", kind_defaults=(("infer", 8),)),
+         "pass; export: the ONNX file's batch (MINDIR takes any); benchmark: the data pipeline's batch",
+         _MODEL | {"benchmark"}, "dataset", kind_defaults=(("infer", 8), ("export", 1))),
     _opt("drop_remainder", str2bool, True, "drop the last partial training batch", _T, "dataset"),
     _opt("normalize_on_device", str2bool, False, "uint8 batches, normalised in the network's first op instead of "
          "per image on the host (not with mixup, cutmix, re_prob)", _T, "dataset"),
     # augmentation
-    _opt("image_resize", _int, None, "input resolution (training and evaluation crop); None: the run's, else the "
-         "data set's (CIFAR-10: 96), else the model's", group="augmentation", optional=True),
+    _opt("image_resize", _int, None, "input resolution (training and evaluation crop; export: the file's input); None: "
+         "the run's, else the data set's (CIFAR-10: 96), else the model's (benchmark: 224)", _MODEL | {"benchmark"},
+         "augmentation", optional=True, aliases=("image_size",), kind_defaults=(("benchmark", 224),)),
     _opt("scale", _float, [0.08, 1.0], "RandomResizedCrop area range", _T, "augmentation", nargs="+"),
     _opt("ratio", _float, [0.75, 1.333], "RandomResizedCrop aspect range", _T, "augmentation", nargs="+"),
     _opt("hflip", _float, 0.5, "horizontal flip probability", _T, "augmentation"),
@@ -229,15 +242,18 @@ OPTIONS: tuple[Option, ...] = (
     _opt("std", _float, None, "normalisation std on the 0-255 scale (None: as mean)", group="augmentation",
          nargs="+", optional=True),
     # model
-    _opt("model", _str, DEMO_MODEL, "model name (python -m mindcv_mobilenet.summary lists them)", group="model"),
-    _opt("num_classes", _int, None, "classes (None: from the data set)", group="model", optional=True),
-    _opt("in_channels", _int, 3, "input channels", group="model"),
+    _opt("model", _str, DEMO_MODEL, "model name (python -m mindcv_mobilenet.summary lists them)", _MODEL | _C, "model",
+         required=_E | _C),
+    _opt("num_classes", _int, None, "classes (None: from the data set; export: the checkpoint's; convert: the "
+         "weights')", _MODEL | _C, "model", optional=True),
+    _opt("in_channels", _int, 3, "input channels", _MODEL, "model"),
     _opt("drop_rate", _float, None, "classifier dropout (None: the model's default)", _T, "model", optional=True),
     _opt("pretrained", str2bool, False, "start from the published ImageNet weights (train: True for the built-in "
-         "model, whose weights ship in the package)", group="model"),
-    _opt("ckpt_path", _str, "", "initialise the weights from this checkpoint (weights only)", group="model"),
-    _opt("ema", str2bool, False, "train: keep an EMA of the weights; validate/infer: use the EMA weights",
-         group="model"),
+         "model, whose weights ship in the package)", _MODEL, "model"),
+    _opt("ckpt_path", _str, "", "initialise the weights from this checkpoint (weights only; export without it: random "
+         "weights, with a warning)", _MODEL, "model"),
+    _opt("ema", str2bool, False, "train: keep an EMA of the weights; validate/infer/export: use the EMA weights",
+         _MODEL, "model"),
     _opt("ema_decay", _float, 0.9999, "EMA decay", _T, "model"),
     # fine-tuning (engine/finetune.py)
     _opt("freeze_backbone", str2bool, False, "train the classifier only, on backbone features computed once per run",
@@ -253,13 +269,32 @@ OPTIONS: tuple[Option, ...] = (
     _opt("backend", _str, "mindspore", "mindspore, or onnxruntime (exported to ONNX once, cached; pip install .[onnx])",
          _V | _I, "inference", choices=("mindspore", "onnxruntime")),
     _opt("output", _str, "", "validate: also write the results to this JSON file; infer: write the predictions to "
-         "this .json or .csv file", _V | _I, "inference"),
+         "this .json or .csv file; export: the file or folder to write, extension set per format (unset: "
+         "./<model>.mindir/.onnx); convert: the MindSpore checkpoint to write (.ckpt)", _V | _I | _E | _C, "inference",
+         required=_C),
     _opt("image_path", _str, [], "image files and/or folders (folders are searched recursively)", _I, "inference",
          nargs="+"),
     _opt("topk", _positive_int, 5, "classes to report per image", _I, "inference"),
     _opt("class_names", _str, "", "class list: JSON saved with a checkpoint, or one name per line; unset: "
          "class_names.json beside --ckpt_path, else ImageNet/CIFAR-10 names", _I, "inference"),
     _opt("save_dir", _str, "", "write a copy of each image annotated with its top predictions here", _I, "inference"),
+    # export, convert, summary and doctor (the package's other scripts)
+    _opt("file_format", _upper, ["MINDIR"], "formats to write (MINDIR: any batch; ONNX: batch_size)", _E, "export",
+         nargs="+", choices=("MINDIR", "ONNX")),
+    _opt("no_check", str2bool, False, "skip reloading and comparing the exported files", _E, "export"),
+    _opt("force", str2bool, False, "overwrite existing output files", _E | _C, "export"),
+    _opt("input", _str, "", "weights to convert: torchvision .npz or .pth/.pt (needs torch); Keras .h5 or .npz with "
+         "Keras names, TFLite .tflite (pip install .[convert])", _C, "convert", required=_C),
+    _opt("bn_eps", _float, None, "BatchNorm eps of the source (None: torchvision's, 1e-5 V2, 1e-3 V3)", _C,
+         "convert", optional=True),
+    _opt("skip_padding_check", str2bool, False, "V3: do not measure the padding difference (the warning is still "
+         "printed)", _C, "convert"),
+    _opt("pattern", _str, "*", "shell-style filter on model names", {"summary"}, "summary"),
+    _opt("markdown", str2bool, False, "print a Markdown table (as in the README)", {"summary"}, "summary"),
+    _opt("ld_library_path", str2bool, False, "print the pip-installed CUDA library folders, ':'-separated, and exit",
+         {"doctor"}, "doctor"),
+    _opt("backends", _str, list(DEVICES), "device backends to probe", {"doctor"}, "doctor", nargs="+",
+         choices=DEVICES),
     # checkpoints
     _opt("resume", _str, "", "resume training from this checkpoint (weights, optimizer, epoch, LR, loss scale, EMA)",
          _T, "checkpoint"),
@@ -332,6 +367,11 @@ class Config(argparse.Namespace):
         return path
 
 
+def program(kind: str) -> str:
+    """How script ``kind`` is started (its name in --help and errors)."""
+    return f"python -m mindcv_mobilenet.{kind}" if kind in _MODULE_SCRIPTS else f"{kind}.py"
+
+
 def options_for(kind: str, extra: Sequence[Option] = ()) -> list[Option]:
     """The options whose command-line flags ``kind`` takes, plus ``extra`` (script-specific ones)."""
     if kind not in KINDS:
@@ -344,7 +384,7 @@ def options_for(kind: str, extra: Sequence[Option] = ()) -> list[Option]:
 SYNONYMS = {
     "learning_rate": "lr", "lerning_rate": "lr", "epochs": "epoch_size", "num_epochs": "epoch_size",
     "optimizer": "opt", "optim": "opt", "model_name": "model", "data": "data_dir",
-    "data_path": "data_dir", "img_size": "image_resize", "image_size": "image_resize", "resume_from": "resume",
+    "data_path": "data_dir", "img_size": "image_resize", "resume_from": "resume",
     "checkpoint": "ckpt_path", "output_dir": "ckpt_save_dir",
     "smoothing": "label_smoothing", "warmup": "warmup_epochs", "wd": "weight_decay",
     "workers": "num_parallel_workers", "amp": "amp_level",
@@ -404,9 +444,10 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(message)
 
 
-def _add_argument(parser: argparse.ArgumentParser, option: Option) -> None:
+def _add_argument(parser: argparse.ArgumentParser, option: Option, kind: str) -> None:
     """Flags keep the raw strings; :func:`parse_args` converts them with the option (lists included)."""
-    kwargs: dict[str, Any] = {"help": f"{option.help} (default: {option.default})"}
+    default = "required" if kind in option.required else f"default: {option.default_for(kind)}"
+    kwargs: dict[str, Any] = {"help": f"{option.help} ({default})"}
     if option.positional:
         parser.add_argument(option.name, nargs=option.nargs or None, **kwargs)
         return
@@ -425,13 +466,13 @@ def _foreign_keys(kind: str, extra: Sequence[Option]) -> list:
 
 def build_parser(kind: str, extra: Sequence[Option] = (), description: str | None = None) -> argparse.ArgumentParser:
     """The command-line parser of ``kind`` (values not given are absent, so YAML values are not overridden)."""
-    parser = _Parser(prog=f"{kind}.py", description=description or f"MobileNet {kind} (mindcv-compatible config)",
+    parser = _Parser(prog=program(kind), description=description or f"MobileNet {kind} (mindcv-compatible config)",
                      allow_abbrev=False, argument_default=argparse.SUPPRESS)
     parser.add_argument("-c", "--config", type=str, default="", help="YAML recipe (e.g. configs/mobilenetv2/...)")
     groups: dict[str, argparse._ArgumentGroup] = {}
     for option in options_for(kind, extra):
         group = groups.setdefault(option.group, parser.add_argument_group(option.group))
-        _add_argument(group, option)
+        _add_argument(group, option, kind)
     foreign = parser.add_argument_group("MindSpore model_zoo names (read as the key named)")
     for key in _foreign_keys(kind, extra):
         kwargs = {"nargs": "?", "const": True} if key.flag else {"nargs": key.nargs} if key.nargs else {}
@@ -449,6 +490,19 @@ def _bare_assignments(argv: Sequence[str], extra: Sequence[Option]) -> list[str]
     when ``key`` is a known key, so they get the same checks."""
     known = _known_names(extra)
     return [f"--{a}" if not a.startswith("-") and "=" in a and a.split("=", 1)[0] in known else a for a in argv]
+
+
+def _underscored_flags(argv: Sequence[str]) -> list[str]:
+    """``--data-root`` is ``--data_root``: flags are read with ``-`` as ``_`` (timm's and older scripts' spellings);
+    values are left as written."""
+
+    def underscored(arg: str) -> str:
+        if not arg.startswith("--"):
+            return arg
+        name, equals, value = arg[2:].partition("=")
+        return f"--{name.replace('-', '_')}{equals}{value}"
+
+    return [underscored(a) for a in argv]
 
 
 def _unknown_flag_error(unknown: list[str], options: Sequence[Option]) -> ConfigError:
@@ -473,7 +527,7 @@ class _Sources:
 def _read_sources(kind: str, argv: Sequence[str], extra: Sequence[Option], description: str | None) -> _Sources:
     options = options_for(kind, extra)
     parser = build_parser(kind, extra, description)
-    given, unknown = parser.parse_known_args(_bare_assignments(argv, extra))
+    given, unknown = parser.parse_known_args(_bare_assignments(_underscored_flags(argv), extra))
     if unknown:
         raise _unknown_flag_error(unknown, options)
     given = vars(given)
@@ -490,9 +544,10 @@ def _read_sources(kind: str, argv: Sequence[str], extra: Sequence[Option], descr
 
 def parse_args(kind: str = "train", argv: Sequence[str] | None = None, extra: Sequence[Option] = (),
                description: str | None = None) -> Config:
-    """Resolve the config of ``kind`` ('train' | 'validate' | 'infer'): defaults < ``-c`` YAML < command line.
+    """Resolve the config of script ``kind`` (one of :data:`KINDS`): defaults < ``-c`` YAML < command line; a key the
+    script requires (``Option.required``) left unset is a ConfigError.
 
-    ``extra`` adds script-specific options (``infer.py``'s image paths, say). The result holds every key the script
+    ``extra`` adds the options of a script outside the package (``benchmark.py``). The result holds every key the script
     uses (keys of other scripts found in the YAML file are checked, then dropped), plus ``config`` (the YAML path).
     Keys of the model_zoo and bare ``key=value`` arguments are read as this project's keys (:mod:`.compat`); what
     they cannot mean exactly is printed as one note per key at start.
@@ -506,9 +561,12 @@ def parse_args(kind: str = "train", argv: Sequence[str] | None = None, extra: Se
     values = {o.name: _copy(o.default_for(kind)) for o in options}
     values.update({k: v for k, v in sources.file_values.items() if k in values})
     values.update(sources.cli_values)
+    given = set(sources.file_values) | set(sources.cli_values)
+    missing = [f"--{o.name}" for o in options if kind in o.required and o.name not in given]
+    if missing:
+        raise ConfigError(f"{program(kind)} needs {', '.join(missing)} (see --help)")
     cfg = Config(config=sources.config_path, **values)
     _check(cfg, kind)
-    given = set(sources.file_values) | set(sources.cli_values)
     if kind != "train":
         adopt_run_preprocessing(cfg)
     notes = sources.notes + _derived_settings(cfg, kind, given)
@@ -549,9 +607,10 @@ def adopt_run_preprocessing(cfg: Config) -> str | None:
 
 
 def default_dataset(cfg: Config, kind: str) -> str:
-    """What an unset ``dataset`` means: infer: ImageNet-style image files; else CIFAR-10 when ``data_dir`` holds its
-    batch files, ImageNet layout for any other folder, and the packaged demo without ``data_dir``."""
-    if kind == "infer":
+    """What an unset ``dataset`` means: infer, export: ImageNet-style image files (the model's preprocessing); else
+    CIFAR-10 when ``data_dir`` holds its batch files, ImageNet layout for any other folder, and the packaged demo
+    without ``data_dir``."""
+    if kind in ("infer", "export"):
         return "imagenet"
     return dataset_for_data_dir(cfg.data_dir) if cfg.data_dir else DEMO_DATASET
 

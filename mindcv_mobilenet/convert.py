@@ -25,7 +25,6 @@ built and with torchvision's padding (:func:`measure_padding_gap`).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import re
@@ -34,6 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .config import parse_args
 from .utils.errors import CheckpointError, UserError, run_cli
 
 _logger = logging.getLogger("mindcv_mobilenet")
@@ -449,20 +449,8 @@ def convert_file(model_name: str, input_path: str, output_path: str, num_classes
     return params
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="target model, e.g. mobilenet_v2_100, mobilenet_v3_large_100, "
-                        "tf_mobilenet_v1_075 (Keras/TFLite input)")
-    parser.add_argument("--input", required=True, help="torchvision weights: .npz, or .pth/.pt (needs torch); "
-                        "Keras .h5 or .npz with Keras names, TFLite .tflite (need `pip install .[convert]`)")
-    parser.add_argument("--output", required=True, help="MindSpore checkpoint to write (.ckpt)")
-    parser.add_argument("--num_classes", type=int, default=None, help="classes (default: from the weights)")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing output")
-    parser.add_argument("--bn_eps", type=float, default=None,
-                        help="BatchNorm eps of the source (default torchvision's: 1e-5 V2, 1e-3 V3)")
-    parser.add_argument("--skip_padding_check", action="store_true",
-                        help="V3: do not measure the padding difference (the warning is still printed)")
-    args = parser.parse_args()
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args("convert", argv, description=__doc__.splitlines()[0])
     params = convert_file(args.model, args.input, args.output, args.num_classes, args.force, args.bn_eps)
     print(f"wrote {args.output}: {len(params)} tensors for {args.model}; reloaded strictly into a new model: ok",
           flush=True)

@@ -13,7 +13,6 @@ driver's. pip puts them under ``site-packages/nvidia/*/lib``, where the dynamic 
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import glob
 import os
@@ -21,6 +20,9 @@ import re
 import subprocess
 import sys
 import sysconfig
+
+from .config import DEVICES, parse_args
+from .utils.errors import run_cli
 
 # soname needed by libmindspore_gpu.so.11.x -> the PyPI package that ships it (None: the NVIDIA driver)
 CUDA_LIBRARIES = {
@@ -37,7 +39,6 @@ CUDA_LIBRARIES = {
 }
 # Ascend needs Huawei's CANN toolkit (not on PyPI); these are what libmindspore_ascend.so.2 loads from it.
 ASCEND_LIBRARIES = ("libascendcl.so", "libge_runner.so", "libgraph.so", "libmsprofiler.so")
-BACKENDS = ("CPU", "GPU", "Ascend")
 PROBE = ("import mindspore as ms, numpy as np; ms.set_device('{device}'); "
          "x = ms.Tensor(np.ones((2, 2), np.float32)); print(float((x @ x).sum().asnumpy()))")
 
@@ -90,7 +91,7 @@ def probe_backend(device: str, timeout: float = 300.0) -> tuple[bool, str]:
     return False, (raised or lines or [f"exit status {run.returncode}"])[-1].strip()[:300]
 
 
-def report(backends: tuple[str, ...] = BACKENDS) -> list[str]:
+def report(backends: tuple[str, ...] = DEVICES) -> list[str]:
     """One block of lines per backend: whether it runs, and for one that does not, what is missing."""
     lines = [f"python {sys.version.split()[0]} at {sys.executable}"]
     try:
@@ -122,11 +123,7 @@ def report(backends: tuple[str, ...] = BACKENDS) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mindcv_mobilenet.doctor", description=__doc__.splitlines()[0])
-    parser.add_argument("--ld-library-path", action="store_true",
-                        help="print the pip-installed CUDA library folders, ':'-separated, and exit")
-    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
-    args = parser.parse_args(argv)
+    args = parse_args("doctor", argv, description=__doc__.splitlines()[0])
     if args.ld_library_path:
         print(os.pathsep.join(pip_cuda_dirs()))
         return 0
@@ -136,4 +133,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -5,8 +5,7 @@ Usage: ``python -m mindcv_mobilenet.summary [--pattern 'mobilenet_v3*'] [--markd
 
 from __future__ import annotations
 
-import argparse
-
+from .config import parse_args
 from .models import create_model, get_model_config, list_models
 from .profile import count_macs, count_params
 from .utils.errors import run_cli
@@ -34,11 +33,8 @@ def _fmt(value, spec: str = "g", width: int = 0) -> str:
     return text.rjust(width)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pattern", default="*", help="shell-style filter on model names")
-    parser.add_argument("--markdown", action="store_true", help="print a Markdown table (as in the README)")
-    args = parser.parse_args()
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args("summary", argv, description=__doc__.splitlines()[0])
     names = list_models(args.pattern)
     if args.markdown:
         print("| model | resolution | params (M) | MACs (M) | paper params / MACs | Top-1 / Top-5 (mindcv weights) |")

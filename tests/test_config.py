@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import glob
 import os
+import re
+import shlex
+import subprocess
+import sys
 
 import pytest
 import yaml
 
-from mindcv_mobilenet.config import OPTIONS_BY_NAME, Option, load_yaml, parse_args, str2bool
+from mindcv_mobilenet.config import KINDS, OPTIONS_BY_NAME, Option, load_yaml, parse_args, str2bool
 from mindcv_mobilenet.models import list_models
 from mindcv_mobilenet.utils.errors import ConfigError
 
@@ -171,3 +175,126 @@ def test_recipes_are_plain_yaml_with_a_source_comment():
             text = f.read()
         assert text.startswith("#"), path  # where the values come from
         assert isinstance(yaml.safe_load(text), dict)
+
+
+# ---------------------------------------------------------------- the other scripts: one table, one parser
+def test_export_convert_summary_doctor_read_their_keys_from_the_table():
+    cfg = parse_args("export", ["--model", "mobilenet_v3_small", "--image_size", "48", "--file_format", "MINDIR",
+                                "onnx", "--no_check", "--force", "False"])
+    assert (cfg.model, cfg.image_resize, cfg.file_format, cfg.no_check, cfg.force, cfg.batch_size, cfg.output) == (
+        "mobilenet_v3_small_100", 48, ["MINDIR", "ONNX"], True, False, 1, "")  # old --image_size, alias canonical
+    assert not hasattr(cfg, "lr") and not hasattr(cfg, "backend")
+    cfg = parse_args("convert", ["--model", "mobilenet_v2_100", "--input", "w.npz", "--output=w.ckpt",
+                                 "--skip_padding_check", "--bn_eps", "1e-3", "--force"])
+    assert (cfg.input, cfg.output, cfg.skip_padding_check, cfg.bn_eps, cfg.force, cfg.num_classes) == (
+        "w.npz", "w.ckpt", True, 1e-3, True, None)
+    cfg = parse_args("summary", ["--pattern", "mobilenet_v3*", "--markdown"])
+    assert (cfg.pattern, cfg.markdown) == ("mobilenet_v3*", True) and not hasattr(cfg, "model")
+    assert parse_args("doctor", ["--ld-library-path"]).ld_library_path is True  # the spelling the README quotes
+    assert parse_args("doctor", ["--backends", "CPU", "GPU"]).backends == ["CPU", "GPU"]
+
+
+def test_benchmark_options_go_through_the_same_parser(monkeypatch):
+    monkeypatch.syspath_prepend(REPO)
+    from benchmark import BENCHMARK_OPTIONS
+
+    def bench(*argv):
+        return parse_args("benchmark", list(argv), extra=BENCHMARK_OPTIONS)
+
+    cfg = bench("--data", "--data-root", "/data/a-b", "--workers", "1", "--batch-size", "8", "--image-size", "64",
+                "--profile-repeats", "2", "--mindcv-path", "a:b", "--no-onnx", "True", "--json=/tmp/x-y.json")
+    assert (cfg.data, cfg.data_root, cfg.workers, cfg.batch_size, cfg.image_resize, cfg.profile_repeats) == (
+        True, "/data/a-b", [1], 8, 64, 2)  # values keep their '-'
+    assert (cfg.mindcv_path, cfg.no_onnx, cfg.json, cfg.train, cfg.no_mindcv) == ("a:b", True, "/tmp/x-y.json",
+                                                                                 False, False)
+    assert (bench().image_resize, bench().batch_size, bench().infer_image_size) == (224, 64, None)
+    with pytest.raises(ConfigError, match="unknown option --data_rot; did you mean 'data_root'"):
+        bench("--data-rot", "x")
+    with pytest.raises(ConfigError, match="'train_modes' must be one of 0, 1"):
+        bench("--train-modes", "2")
+    with pytest.raises(ConfigError, match="not used by this script"):
+        bench("--lr", "0.1")
+
+
+def test_other_scripts_check_like_train():
+    with pytest.raises(ConfigError, match="unknown option --file_formt; did you mean 'file_format'"):
+        parse_args("export", ["--model", "mobilenet_v1_025", "--file_formt", "ONNX"])
+    with pytest.raises(ConfigError, match="'file_format' must be one of MINDIR, ONNX, not 'PNG'"):
+        parse_args("export", ["--model", "mobilenet_v1_025", "--file_format", "png"])
+    with pytest.raises(ConfigError, match="export.py needs --model"):
+        parse_args("export", ["--ckpt_path", "a.ckpt"])
+    with pytest.raises(ConfigError, match="python -m mindcv_mobilenet.convert needs --output, --input"):
+        parse_args("convert", ["--model", "mobilenet_v2_100"])
+    with pytest.raises(ConfigError, match="option --lr is not used by this script"):
+        parse_args("convert", ["--lr", "0.1"])
+    with pytest.raises(ConfigError, match="'force'.*boolean"):
+        parse_args("convert", ["--model", "m", "--input", "i", "--output", "o", "--force", "maybe"])
+    with pytest.raises(ConfigError, match="'backends' must be one of CPU, GPU, Ascend"):
+        parse_args("doctor", ["--backends", "TPU"])
+
+
+@pytest.mark.parametrize("kind, flag", [("export", "--file_format"), ("convert", "--skip_padding_check"),
+                                        ("summary", "--markdown"), ("doctor", "--ld_library_path")])
+def test_help_of_every_script(kind, flag, capsys):
+    from mindcv_mobilenet.config import program
+
+    with pytest.raises(SystemExit) as done:
+        parse_args(kind, ["--help"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0 and f"usage: {program(kind)}" in out and flag in out
+    if kind in ("export", "convert"):
+        assert "(required)" in out  # --model
+
+
+@pytest.mark.parametrize("command, flag, nearest", [
+    (["export.py", "--model", "mobilenet_v1_025"], "--no-chek", "no_check"),
+    (["-m", "mindcv_mobilenet.convert"], "--ouput", "output"),
+    (["-m", "mindcv_mobilenet.summary"], "--markdwon", "markdown"),
+    (["-m", "mindcv_mobilenet.doctor"], "--ld-libary-path", "ld_library_path"),
+    (["benchmark.py", "--data"], "--data-rot", "data_root"),
+])
+def test_every_script_reports_a_bad_flag_in_one_line(command, flag, nearest):
+    from deploy_fixtures import assert_one_line_error
+
+    if command[0].endswith(".py"):
+        command = [os.path.join(REPO, command[0]), *command[1:]]
+    proc = subprocess.run([sys.executable, *command, flag, "x"], capture_output=True, text=True, cwd=REPO,
+                          env=dict(os.environ, GLOG_v="3"), timeout=300)
+    assert_one_line_error(proc, "unknown option --", f"did you mean '{nearest}'")
+
+
+_COMMAND = re.compile(r"python (\S+\.py|-m mindcv_mobilenet\.\w+)(.*)")
+
+
+def _documented_commands() -> list[tuple[str, str, list[str]]]:
+    """(file, script kind, arguments) of every command of a package script quoted in a code block of the docs."""
+    found = []
+    for doc in ["README.md", "BENCHMARKS.md", *sorted(glob.glob(os.path.join(REPO, "docs", "*.md")))]:
+        with open(os.path.join(REPO, doc), encoding="utf-8") as f:
+            text = f.read().replace("\\\n", " ")
+        for line in text.splitlines():
+            match = _COMMAND.search(line) if line.startswith("    ") and "..." not in line else None
+            if match:
+                script, rest = match.groups()
+                kind = script.rsplit(".", 1)[-1] if script.startswith("-m") else os.path.basename(script)[:-3]
+                rest = rest.split("#")[0].split(")")[0].replace("[", "").replace("]", "")  # comment, $(...), [optional]
+                if kind in KINDS:
+                    found.append((os.path.basename(doc), kind, shlex.split(rest)))
+    return found
+
+
+def test_every_documented_command_parses(monkeypatch):
+    """The flag spellings README, BENCHMARKS.md and docs/ quote (--data-root, --no_check, --file_format MINDIR ONNX,
+    --ld-library-path...) all still parse, through the one parser."""
+    monkeypatch.chdir(REPO)  # -c paths are relative to the repository
+    monkeypatch.syspath_prepend(REPO)
+    from benchmark import BENCHMARK_OPTIONS
+
+    commands = _documented_commands()
+    quoted = {kind for _, kind, _ in commands}
+    assert quoted >= {"train", "validate", "infer", "export", "convert", "doctor", "benchmark"}, quoted
+    for doc, kind, argv in commands:
+        try:
+            parse_args(kind, argv, extra=BENCHMARK_OPTIONS if kind == "benchmark" else ())
+        except ConfigError as err:
+            pytest.fail(f"{doc}: {kind} {' '.join(argv)}: {err}")

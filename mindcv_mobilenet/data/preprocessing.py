@@ -56,7 +56,7 @@ class DataConfig:
 
 def resolve_data_config(cfg: Any, for_files: bool = False) -> DataConfig:
     """The data config of ``cfg.model`` on ``cfg.dataset``: ``cfg``'s keys where set, else the data set's defaults,
-    else the model's.
+    else the model's. A key the script does not take (export has no crop or normalisation keys) counts as unset.
 
     ``for_files``: images of any size (inference on files): CIFAR models get a shorter-side resize + center crop to
     their resolution instead of the plain resize CIFAR's own 32 px images need.
@@ -65,7 +65,7 @@ def resolve_data_config(cfg: Any, for_files: bool = False) -> DataConfig:
 
     model = get_model_config(cfg.model)
     spec = dataset_spec(cfg.dataset)
-    crop_pct = cfg.crop_pct
+    crop_pct, interpolation, mean, std = (getattr(cfg, k, None) for k in ("crop_pct", "interpolation", "mean", "std"))
     if crop_pct is None and spec.is_folder:
         crop_pct = model.crop_pct
     if crop_pct is None and for_files:
@@ -74,7 +74,7 @@ def resolve_data_config(cfg: Any, for_files: bool = False) -> DataConfig:
         dataset=spec.name,
         image_size=int(cfg.image_resize or spec.image_size or model.image_size),
         crop_pct=crop_pct,
-        interpolation=cfg.interpolation or model.interpolation,
-        mean=tuple(cfg.mean or spec.mean or model.mean),
-        std=tuple(cfg.std or spec.std or model.std),
+        interpolation=interpolation or model.interpolation,
+        mean=tuple(mean or spec.mean or model.mean),
+        std=tuple(std or spec.std or model.std),
     )

@@ -18,9 +18,12 @@ import mindspore.onnx  # noqa: F401  (ms.onnx.export; ms.export's ONNX path is d
 import numpy as np
 from mindspore import Tensor, nn
 
+from ..config import Config
+from ..data.preprocessing import resolve_data_config
 from ..models.layers import exportable_activations
 from ..utils.errors import UserError
 from ..utils.fileio import atomic_path
+from ..utils.logs import setup_logging
 
 _logger = logging.getLogger("mindcv_mobilenet")
 
@@ -179,6 +182,19 @@ def export_model(
     return result
 
 
+def run_export(cfg: Config) -> list[ExportResult]:
+    """export.py: ``cfg.model`` in each of ``cfg.file_format``, its input size from the one preprocessing resolver
+    (the training run's for a checkpoint with its ``config.yaml`` beside it, else the data set's or the model's);
+    prints one line per file written."""
+    setup_logging()
+    results = export_files(cfg.model, cfg.file_format, cfg.output, cfg.ckpt_path, cfg.pretrained, cfg.num_classes,
+                           cfg.in_channels, cfg.ema, image_size=resolve_data_config(cfg).image_size,
+                           batch_size=cfg.batch_size, force=cfg.force, check=not cfg.no_check)
+    for result in results:
+        print(result.describe(), flush=True)
+    return results
+
+
 def export_files(
     model_name: str,
     file_formats: list[str],
@@ -188,23 +204,23 @@ def export_files(
     num_classes: int | None = None,
     in_channels: int = 3,
     ema: bool = False,
-    image_size: int | None = None,
+    *,
+    image_size: int,
     batch_size: int = 1,
     force: bool = False,
     check: bool = True,
 ) -> list[ExportResult]:
-    """Load a model (random weights allowed, with a warning) and export it in each format; see :func:`export_model`.
+    """Load a model (random weights allowed, with a warning) and export it in each format at ``image_size`` px; see
+    :func:`export_model`.
 
     All target paths are checked before anything is written, so a refused overwrite leaves no partial set.
     """
-    from ..models import get_model_config
     from .loading import load_model
 
     formats = [f.upper() for f in file_formats]
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise UserError(f"unknown export format '{unknown[0]}': use one of {', '.join(FORMATS)}")
-    image_size = image_size or get_model_config(model_name).image_size
     paths = {f: output_path(output, f, model_name) for f in dict.fromkeys(formats)}
     existing = [p for p in paths.values() if os.path.exists(p)]
     if existing and not force:
