@@ -1,32 +1,39 @@
-"""Shared test fixtures: where the real data lives, and compiled nets reused across the session."""
+"""Fixtures shared by the test modules (pytest finds them here). Plain helpers are in ``helpers.py``, the independent
+NumPy/PIL reference in ``reference.py``."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("GLOG_v", "3")  # MindSpore's C++ log: errors only, keep test output readable
+os.environ.setdefault("GLOG_v", "3")  # MindSpore's C++ log: errors only; set before helpers imports MindSpore
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DIR = Path(os.environ.get("MINDCV_MOBILENET_SHARED", REPO_ROOT.parent / "shared"))
+from helpers import FileServer, write_good_class, write_messy_class  # noqa: E402
 
 
-def shared_path(*parts: str) -> Path:
-    """A path under ../shared, or skip the test with a reason when it is not there."""
-    path = SHARED_DIR.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"real data not present: {path} (set MINDCV_MOBILENET_SHARED to the shared folder)")
-    return path
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Never touch the user's ~/.cache during tests: session-wide, so module-scoped fixtures (exports, downloads)
+    use the test cache too."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MINDCV_MOBILENET_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        yield
 
 
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    return shared_path()
+def messy_tree(tmp_path_factory) -> str:
+    """root/train/{a_messy,b_clean} and root/validation/{a_messy,b_clean}: 8 good + 2 bad files per split."""
+    root = str(tmp_path_factory.mktemp("messy"))
+    for split in ("train", "validation"):
+        write_messy_class(os.path.join(root, split, "a_messy"))
+        write_good_class(os.path.join(root, split, "b_clean"), 2, seed=7)
+    return root
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Never touch the user's ~/.cache during tests."""
-    monkeypatch.setenv("MINDCV_MOBILENET_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+@pytest.fixture
+def file_server():
+    """A file server on 127.0.0.1 (see helpers.FileServer), closed after the test."""
+    server = FileServer()
+    yield server
+    server.close()

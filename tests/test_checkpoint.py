@@ -7,7 +7,6 @@ import hashlib
 import logging
 import os
 
-import data_fixtures
 import mindspore as ms
 import numpy as np
 import pytest
@@ -18,7 +17,6 @@ from mindcv_mobilenet.utils import checkpoint as ckpt
 from mindcv_mobilenet.utils.errors import CheckpointError, DownloadError
 
 NAME = "mobilenet_v2_035_96"
-file_server = data_fixtures.file_server  # a file server on 127.0.0.1 (shared fixture)
 
 
 @pytest.fixture(scope="module")

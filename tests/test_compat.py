@@ -15,13 +15,12 @@ import socket
 
 import pytest
 import yaml
-from data_fixtures import write_good_class
-from deploy_fixtures import (
+from helpers import (
     assert_one_line_error,
-    module_cache,  # noqa: F401  (autouse: keeps ~/.cache untouched)
     random_checkpoint,
     run_script,
     shared_path,
+    write_good_class,
 )
 
 import mindcv_mobilenet as mm

@@ -11,8 +11,8 @@ from pathlib import Path
 import mindspore as ms
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, SHARED_DIR, shared_path
-from PIL import Image
+from helpers import NPZ, REPO_ROOT, imagenet_samples, shared_path
+from reference import NumpyMobileNetV2, reference_metrics, reference_preprocess
 
 from mindcv_mobilenet.convert import (
     as_parameters,
@@ -27,71 +27,11 @@ from mindcv_mobilenet.models.mobilenet_v2 import BLOCKS as V2_BLOCKS
 from mindcv_mobilenet.utils.checkpoint import load_model_weights
 from mindcv_mobilenet.utils.errors import CheckpointError, UserError
 
-NPZ = SHARED_DIR / "weights" / "mobilenet_v2_1.0_224_torchvision_dequant.npz"
-VAL = SHARED_DIR / "data" / "imagenet-samples" / "val"
-MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-STD = np.array([0.229, 0.224, 0.225], np.float32)
-
-
-def _need(path: Path) -> Path:
-    return shared_path(str(path.relative_to(SHARED_DIR)))
-
-
-def preprocess(path: Path, resize: int = 256, crop: int = 224) -> np.ndarray:
-    """torchvision's eval transform with PIL: shorter side to 256 (bilinear), centre crop 224, normalise; CHW."""
-    img = Image.open(path).convert("RGB")
-    w, h = img.size
-    scale = resize / min(w, h)
-    img = img.resize((resize, int(h * scale)) if w <= h else (int(w * scale), resize), Image.BILINEAR)
-    w, h = img.size
-    left, top = int(round((w - crop) / 2.0)), int(round((h - crop) / 2.0))
-    arr = np.asarray(img.crop((left, top, left + crop, top + crop)), np.float32) / 255.0
-    return ((arr - MEAN) / STD).transpose(2, 0, 1)
-
-
-def sample_images(step: int = 25) -> list[tuple[Path, int]]:
-    """Every ``step``-th class of imagenet-samples (class index = rank of the synset), one image each."""
-    synsets = sorted(d.name for d in _need(VAL).iterdir() if d.is_dir())
-    return [(sorted((VAL / s).iterdir())[0], i) for i, s in enumerate(synsets) if i % step == 0]
-
 
 def predict(model, images: list[Path], batch: int = 8) -> np.ndarray:
-    return np.concatenate([model(ms.Tensor(np.stack([preprocess(p) for p in images[i:i + batch]]))).asnumpy()
-                           for i in range(0, len(images), batch)])
-
-
-# --- a plain NumPy MobileNetV2 forward of the folded npz: the reference the converted net must match --------------
-
-def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, pad: int, groups: int) -> np.ndarray:
-    """NCHW convolution for groups 1 (1x1 or kxk) and depthwise (groups = channels), via sliding windows."""
-    k = w.shape[-1]
-    if k == 1 and groups == 1:
-        return np.einsum("nchw,oc->nohw", x[:, :, ::stride, ::stride], w[:, :, 0, 0]) + b[:, None, None]
-    x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    win = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::stride, ::stride]
-    if groups == 1:
-        out = np.einsum("nchwij,ocij->nohw", win, w)
-    else:
-        out = np.einsum("nchwij,cij->nchw", win, w[:, 0])
-    return out + b[:, None, None]
-
-
-def numpy_mobilenet_v2(npz: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
-    """Stem, 17 inverted residuals (ReLU6 after all but the projection; add when shape is kept), head, pool, linear."""
-    def conv(prefix: str, h: np.ndarray, relu6: bool) -> np.ndarray:
-        stride, pad, groups = (int(v) for v in npz[f"{prefix}.cfg_stride_pad_groups"])
-        y = _conv(h, npz[f"{prefix}.weight"], npz[f"{prefix}.bias"], stride, pad, groups)
-        return np.clip(y, 0.0, 6.0) if relu6 else y
-
-    x = conv("features.0.0", x.astype(np.float64), True)
-    for n in range(1, 18):
-        prefixes = sorted({k.rsplit(".", 1)[0] for k in npz if k.startswith(f"features.{n}.conv.")})
-        h = x
-        for i, prefix in enumerate(prefixes):
-            h = conv(prefix, h, relu6=i < len(prefixes) - 1)
-        x = x + h if h.shape == x.shape else h
-    x = conv("features.18.0", x, True).mean(axis=(2, 3))
-    return x @ npz["classifier.1.weight"].T + npz["classifier.1.bias"]
+    """Logits of ``model`` on the reference preprocessing of ``images``, ``batch`` at a time."""
+    batches = [np.stack([reference_preprocess(p) for p in images[i:i + batch]]) for i in range(0, len(images), batch)]
+    return np.concatenate([model(ms.Tensor(x)).asnumpy() for x in batches])
 
 
 # --- generated torchvision-style state dicts ----------------------------------------------------------------------
@@ -190,7 +130,7 @@ def torchvision_v3_small_state(seed: int = 0) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def real_v2():
     """The shared npz converted once, loaded strictly into a mobilenet_v2_100 in eval mode."""
-    state = load_state_file(str(_need(NPZ)))
+    state = load_state_file(str(shared_path(*NPZ)))
     params = convert_torchvision("mobilenet_v2_100", state)
     model = create_model("mobilenet_v2_100")
     assert load_model_weights(model, as_parameters(params)) == []
@@ -201,24 +141,21 @@ def real_v2():
 def test_real_weights_classify_imagenet_samples(real_v2):
     """40 real images (every 25th class): measured top-1 0.925, top-5 0.975."""
     _, _, model = real_v2
-    samples = sample_images(25)
+    samples = imagenet_samples(25)
     assert len(samples) == 40
-    logits = predict(model, [p for p, _ in samples])
-    labels = np.array([label for _, label in samples])
-    top5 = np.argsort(-logits, axis=1)[:, :5]
-    top1_acc = float((top5[:, 0] == labels).mean())
-    top5_acc = float((top5 == labels[:, None]).any(axis=1).mean())
+    metrics = reference_metrics(predict(model, [p for p, _ in samples]), np.array([label for _, label in samples]))
+    top1_acc, top5_acc = metrics["top1_correct"] / len(samples), metrics["top5_correct"] / len(samples)
     assert top1_acc >= 0.875, f"top-1 {top1_acc:.3f}"
     assert top5_acc >= 0.95, f"top-5 {top5_acc:.3f}"
 
 
 def test_real_weights_match_numpy_reference(real_v2):
     """Converted logits equal a plain NumPy forward of the npz (64 px, one real image) within 1e-3 relative."""
-    state, _, model = real_v2
-    path, _ = sample_images(25)[1]
-    x = preprocess(path, resize=73, crop=64)[None]
+    _, _, model = real_v2
+    path, _ = imagenet_samples(25)[1]
+    x = reference_preprocess(path, size=64)[None]  # shorter side 73, centre crop 64
     ours = model(ms.Tensor(x)).asnumpy()[0]
-    ref = numpy_mobilenet_v2(state, x)[0]
+    ref = NumpyMobileNetV2(str(shared_path(*NPZ)))(x)[0]
     assert np.linalg.norm(ours - ref) <= 1e-3 * np.linalg.norm(ref)
     np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-3 * np.abs(ref).max())
     assert ours.argmax() == ref.argmax()

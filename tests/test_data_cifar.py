@@ -5,16 +5,13 @@ from __future__ import annotations
 import logging
 import os
 
-import data_fixtures
 import numpy as np
 import pytest
-from data_fixtures import CIFAR_DIR, iterate, make_tar, small_cifar_archive
+from helpers import CIFAR_DIR, iterate, make_tar, small_cifar_archive
 
 from mindcv_mobilenet.data import create_dataset, create_loader, create_transforms, safe_extract
 from mindcv_mobilenet.data.dataset import CIFAR10_DEMO_DIR
 from mindcv_mobilenet.utils.errors import DataError, DownloadError
-
-file_server = data_fixtures.file_server  # fixture (shared fixtures live outside conftest.py)
 
 needs_cifar = pytest.mark.skipif(not os.path.isdir(CIFAR_DIR),
                                  reason=f"CIFAR-10 not found at {CIFAR_DIR} (set MINDCV_MOBILENET_SHARED)")

@@ -6,20 +6,16 @@ from __future__ import annotations
 import io
 import os
 
-import data_fixtures
 import mindspore.dataset as ds
 import numpy as np
 import pytest
-from conftest import shared_path
-from data_fixtures import iterate
+from helpers import iterate, jpeg_bytes, random_rgb, shared_path
 from mindspore.dataset import vision
 from PIL import Image
 
 from mindcv_mobilenet.data import create_dataset, create_loader, create_transforms
 from mindcv_mobilenet.data.decode import cpp_decodable_jpeg, load_encoded, load_rgb
 from mindcv_mobilenet.data.transforms import with_decode
-
-messy_tree = data_fixtures.messy_tree
 
 
 def test_rgb_jpeg_passes_through_and_the_rest_is_converted(messy_tree):
@@ -70,18 +66,12 @@ def test_cpp_decoded_eval_batches_match_a_pil_decode(messy_tree):
 def test_a_file_pil_reads_without_an_end_marker_goes_through_pil(tmp_path):
     """JPEGs whose end-of-image marker is missing or far before the end are decoded by PIL, not dropped."""
     buf = io.BytesIO()
-    data_fixtures._rgb(3).save(buf, "JPEG", quality=90)
+    random_rgb(3).save(buf, "JPEG", quality=90)
     path = tmp_path / "trailing.jpg"
     path.write_bytes(buf.getvalue() + b"\0" * 5000)  # e.g. metadata appended after the image
     encoded = load_encoded(str(path))
     assert encoded.tobytes()[:2] == b"BM"
     np.testing.assert_array_equal(vision.Decode()(encoded), load_rgb(str(path)))
-
-
-def _jpeg(img, **save) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=90, **save)
-    return buf.getvalue()
 
 
 def _pil_reads_as_rgb_or_gray(data: bytes) -> bool:
@@ -93,11 +83,12 @@ def _pil_reads_as_rgb_or_gray(data: bytes) -> bool:
 
 
 def test_header_check_takes_what_the_cpp_decoder_reads():
-    rgb = data_fixtures._rgb(5)
-    for data in (_jpeg(rgb), _jpeg(rgb, progressive=True), _jpeg(rgb.convert("L")), _jpeg(rgb, exif=b"Exif\0\0")):
+    rgb = random_rgb(5)
+    for data in (jpeg_bytes(rgb), jpeg_bytes(rgb, progressive=True), jpeg_bytes(rgb.convert("L")),
+                 jpeg_bytes(rgb, exif=b"Exif\0\0")):
         assert cpp_decodable_jpeg(data)
-    assert not cpp_decodable_jpeg(_jpeg(rgb.convert("CMYK")))  # 4 components: PIL converts it
-    good = _jpeg(rgb)
+    assert not cpp_decodable_jpeg(jpeg_bytes(rgb.convert("CMYK")))  # 4 components: PIL converts it
+    good = jpeg_bytes(rgb)
     assert not cpp_decodable_jpeg(good[:-2000])  # truncated: no end marker
     dqt = good.index(b"\xff\xdb")
     assert not cpp_decodable_jpeg(good[:dqt + 4] + bytes([0x07]) + good[dqt + 5:])  # quantisation table id 7
@@ -108,7 +99,7 @@ def test_header_check_takes_what_the_cpp_decoder_reads():
 def test_header_check_is_at_least_as_strict_as_pil():
     """Over random one-byte corruptions of the headers, no file passes that PIL's header parser rejects (those would
     reach the C++ decoder, which stops the pipeline or crashes on some); files it rejects are decoded by PIL."""
-    good = _jpeg(data_fixtures._rgb(6))
+    good = jpeg_bytes(random_rgb(6))
     scan = good.index(b"\xff\xda")
     rng = np.random.default_rng(0)
     passed = 0

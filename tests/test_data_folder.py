@@ -6,10 +6,9 @@ import io
 import logging
 import os
 
-import data_fixtures
 import numpy as np
 import pytest
-from data_fixtures import IMAGENET_SAMPLES, iterate
+from helpers import IMAGENET_SAMPLES, iterate
 from PIL import Image
 
 from mindcv_mobilenet.data import (
@@ -21,8 +20,6 @@ from mindcv_mobilenet.data import (
 )
 from mindcv_mobilenet.data.decode import load_rgb
 from mindcv_mobilenet.utils.errors import DataError
-
-messy_tree = data_fixtures.messy_tree  # fixture (shared fixtures live outside conftest.py)
 
 
 def _eval_loader(root, split="val", batch_size=4, **kwargs):

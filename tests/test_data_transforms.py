@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from data_fixtures import iterate
+from helpers import iterate
 from mindspore.dataset import transforms as T
 from mindspore.dataset import vision
 

@@ -7,9 +7,8 @@ import os
 
 import numpy as np
 import pytest
-from deploy_fixtures import (
+from helpers import (
     assert_one_line_error,
-    module_cache,  # noqa: F401  (autouse: keeps ~/.cache untouched)
     random_checkpoint,
     randomize,
     run_script,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import mindspore as ms
 import numpy as np
 import pytest
-from deploy_fixtures import converted_mnv2, randomize
+from helpers import converted_mnv2, imagenet_samples, randomize
 from mindspore import Tensor, nn
+from reference import reference_preprocess
 
 from mindcv_mobilenet.config import parse_args
 from mindcv_mobilenet.engine.finetune import (
@@ -92,10 +93,8 @@ def test_unfold_keeps_inference_logits_and_makes_training_mode_agree(pynative):
 
 def test_unfold_on_real_folded_weights(pynative, tmp_path_factory):
     """The shared torchvision MobileNetV2 (BatchNorm folded): unfolding keeps its logits, training mode follows."""
-    from deploy_fixtures import imagenet_subset, reference_preprocess
-
-    ckpt = converted_mnv2(tmp_path_factory.mktemp("mnv2"))
-    _, samples = imagenet_subset(tmp_path_factory.mktemp("samples"), every=40)
+    ckpt = converted_mnv2(tmp_path_factory.getbasetemp())  # shared with the validate/infer tests
+    samples = imagenet_samples(every=40)
     x = np.stack([reference_preprocess(path, size=96, crop_pct=1.0) for path, _ in samples[:24]])
     model = create_model("mobilenet_v2_100", checkpoint_path=str(ckpt), drop_rate=0.0)
     assert len(folded_pairs(model)) == 52

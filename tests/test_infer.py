@@ -11,11 +11,10 @@ import shutil
 import cv2
 import numpy as np
 import pytest
-from deploy_fixtures import (
+from helpers import (
     SAMPLES,
     assert_one_line_error,
     converted_mnv2,
-    module_cache,  # noqa: F401  (autouse: keeps ~/.cache untouched)
     random_checkpoint,
     run_script,
     shared_path,

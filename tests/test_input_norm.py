@@ -3,11 +3,10 @@ Normalize gives: the same images, the same parameter names, the same training ru
 
 from __future__ import annotations
 
-import data_fixtures
 import mindspore as ms
 import numpy as np
 import pytest
-from data_fixtures import iterate
+from helpers import iterate
 from mindspore import nn
 
 from mindcv_mobilenet.config import parse_args
@@ -16,8 +15,6 @@ from mindcv_mobilenet.engine.trainer import train
 from mindcv_mobilenet.models import create_model
 from mindcv_mobilenet.models.input_norm import NormalizedInput
 from mindcv_mobilenet.utils.errors import ConfigError
-
-messy_tree = data_fixtures.messy_tree
 
 
 def test_uint8_batches_normalised_in_the_network_match_the_host(messy_tree):

@@ -7,8 +7,7 @@ import shutil
 import mindspore as ms
 import numpy as np
 import pytest
-from conftest import shared_path
-from deploy_fixtures import assert_one_line_error, run_script
+from helpers import assert_one_line_error, run_script, shared_path
 
 import mindcv_mobilenet as mm
 from mindcv_mobilenet.utils import checkpoint as checkpoint_module

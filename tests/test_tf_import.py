@@ -14,8 +14,7 @@ import sys
 import mindspore as ms
 import numpy as np
 import pytest
-from conftest import shared_path
-from deploy_fixtures import assert_one_line_error, imagenet_subset, run_script
+from helpers import REPO_ROOT, assert_one_line_error, imagenet_subset, run_script, shared_path
 from tf_reference import TFLiteFloatGraph, keras_v1_forward, tf_preprocess, tflite_runtime_logits
 
 from mindcv_mobilenet.convert import convert_file
@@ -218,8 +217,6 @@ def test_missing_reader_is_one_line_naming_the_extra(tmp_path, monkeypatch):
 def test_cli_imports_tflite_and_reports_a_misfit_in_one_line(tmp_path):
     import os
     import subprocess
-
-    from conftest import REPO_ROOT
 
     tfl = str(shared_path("weights", "tflite", "mobilenet_v1_0.5_160_quant.tflite"))
 

@@ -13,21 +13,18 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from deploy_fixtures import (
+from helpers import (
     NPZ,
     REPO_ROOT,
-    NumpyMobileNetV2,
     assert_one_line_error,
     converted_mnv2,
     imagenet_subset,
-    module_cache,  # noqa: F401  (autouse: keeps ~/.cache untouched)
     random_checkpoint,
-    reference_metrics,
-    reference_preprocess,
     run_script,
     shared_path,
 )
 from PIL import Image
+from reference import NumpyMobileNetV2, reference_metrics, reference_preprocess
 
 # The reference's NumPy resize and the pipeline's (OpenCV-style fixed point) round to uint8 differently: +-1 grey
 # level, which moves this model's logits by up to ~0.35. Over all 1,000 samples that flips one Top-1 and one Top-5

@@ -6,14 +6,14 @@
   (what the float model computes; checks the structure the converter maps, including padding and squeeze-excite).
 * :func:`tflite_runtime_logits`: the real quantized model in TensorFlow Lite's own interpreter (``tflite-runtime``).
 
-All work in NHWC like TensorFlow; inputs come from :func:`tf_preprocess` (PIL decode + the NumPy resize of
-``deploy_fixtures``, mean/std 0.5: ``x / 127.5 - 1``).
+All work in NHWC like TensorFlow; inputs come from :func:`tf_preprocess` (``reference.py``'s PIL decode and NumPy
+resize, mean/std 0.5: ``x / 127.5 - 1``).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from deploy_fixtures import reference_preprocess
+from reference import reference_metrics, reference_preprocess
 
 TF_HALF = np.array([0.5, 0.5, 0.5], np.float32)
 
@@ -190,16 +190,17 @@ def reference_accuracy(relpath: str, size: int, shared: str, batch: int = 25) ->
         labels = np.array([label for _, label in chunk])
         logits = keras_v1_forward(dict(np.load(path)), x) if relpath.endswith(".npz") else \
             tflite_runtime_logits(path, x)[:, 1:]
-        order = np.argsort(-logits, axis=1)
-        top1 += int((order[:, 0] == labels).sum())
-        top5 += int((order[:, :5] == labels[:, None]).any(axis=1).sum())
+        metrics = reference_metrics(logits, labels)
+        top1, top5 = top1 + metrics["top1_correct"], top5 + metrics["top5_correct"]
     return 100.0 * top1 / len(samples), 100.0 * top5 / len(samples), len(samples)
 
 
 if __name__ == "__main__":  # python tests/tf_reference.py [shared dir]: the reference figures of BENCHMARKS.md
     import sys
 
-    shared_root = sys.argv[1] if len(sys.argv) > 1 else "../shared"
+    from mindcv_mobilenet.data.constants import shared_dir  # where the tests find the files too
+
+    shared_root = sys.argv[1] if len(sys.argv) > 1 else shared_dir()
     for relpath, size in (("keras/mobilenet_v1_0.25_224_keras.npz", 224),
                           ("keras/mobilenet_v1_0.75_224_keras.npz", 224),
                           ("tflite/mobilenet_v1_0.25_128_quant.tflite", 128),
