@@ -254,7 +254,7 @@ def test_help_of_every_script(kind, flag, capsys):
     (["benchmark.py", "--data"], "--data-rot", "data_root"),
 ])
 def test_every_script_reports_a_bad_flag_in_one_line(command, flag, nearest):
-    from deploy_fixtures import assert_one_line_error
+    from helpers import assert_one_line_error
 
     if command[0].endswith(".py"):
         command = [os.path.join(REPO, command[0]), *command[1:]]
