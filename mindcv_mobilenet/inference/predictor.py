@@ -18,8 +18,6 @@ from .onnx_backend import OnnxPredictor, cache_path, require_onnxruntime
 
 _logger = logging.getLogger("mindcv_mobilenet")
 
-BACKENDS = ("mindspore", "onnxruntime")
-
 
 class Predictor(Protocol):
     def __call__(self, images: np.ndarray) -> np.ndarray: ...
