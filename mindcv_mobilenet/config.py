@@ -166,6 +166,7 @@ SCHEDULERS = ("constant", "cosine_decay", "warmup_cosine_decay", "step_decay", "
               "exponential_decay", "polynomial_decay")
 OPTIMIZERS = ("momentum", "sgd", "adamw", "adam", "rmsprop")
 AMP_LEVELS = ("O0", "O1", "O2", "O3")
+PRECISIONS = ("fp32", "int8")
 DEMO_MODEL = "tf_mobilenet_v1_025"  # its ImageNet weights ship in the package
 
 # fmt: off
@@ -252,6 +253,12 @@ OPTIONS: tuple[Option, ...] = (
     # validation and inference
     _opt("backend", _str, "mindspore", "mindspore, or onnxruntime (exported to ONNX once, cached; pip install .[onnx])",
          _V | _I, "inference", choices=("mindspore", "onnxruntime")),
+    _opt("precision", _str, "fp32", "fp32, or int8 with --backend onnxruntime: ONNX Runtime static quantization "
+         "(QDQ, per-channel weights) calibrated on real images, cached", _V | _I, "inference", choices=PRECISIONS),
+    _opt("calib_dir", _str, "", "int8: folder of calibration images (searched recursively); '': the data set's "
+         "training split when data_dir has one, else the images evaluated (with a warning)", _V | _I, "inference"),
+    _opt("calib_images", _positive_int, 300, "int8: calibrate on at most this many images (drawn with a fixed seed)",
+         _V | _I, "inference"),
     _opt("output", _str, "", "validate: also write the results to this JSON file; infer: write the predictions to "
          "this .json or .csv file", _V | _I, "inference"),
     _opt("image_path", _str, [], "image files and/or folders (folders are searched recursively)", _I, "inference",
@@ -606,6 +613,8 @@ def _check(cfg: Config, kind: str) -> None:
             raise ConfigError(f"{key} must be positive, not {getattr(cfg, key)}")
     if getattr(cfg, "num_classes", None) is not None and cfg.num_classes <= 0:
         raise ConfigError(f"num_classes must be positive, not {cfg.num_classes}")
+    if getattr(cfg, "precision", "fp32") == "int8" and cfg.backend != "onnxruntime":
+        raise ConfigError("--precision int8 runs in ONNX Runtime: add --backend onnxruntime")
     if kind != "train":
         return
     if cfg.weight_decay_filter is not None:
