@@ -5,7 +5,7 @@
     python benchmark.py --train [--train-models M ...] [--train-batch-size 32] [--train-image-size 224]
                         [--train-modes 0 1] [--mindcv_path /tmp/mindcv/src:/tmp/mcvdeps]
     python benchmark.py --infer [--infer-models PATTERN ...] [--all] [--infer-batch-size 32] [--infer-modes 0 1]
-                        [--infer-repeats 5] [--no-mindcv] [--no-onnx]
+                        [--infer-repeats 5] [--no-mindcv] [--no-onnx] [--int8 CALIB_DIR]
 """
 
 from __future__ import annotations
@@ -237,6 +237,32 @@ def bench_infer(args: argparse.Namespace) -> dict:
     return {"batch_size": batch, "repeats": repeats, "cpu_count": os.cpu_count(), "rows": rows}
 
 
+def bench_int8(args: argparse.Namespace) -> dict:
+    """fp32 vs int8 ONNX Runtime images/s per ``--infer-models`` model at ``--infer-batch-size``, back to back, the
+    int8 file calibrated on ``--int8 CALIB_DIR`` (up to 300 images, prepared as the model's evaluation does)."""
+    from types import SimpleNamespace
+
+    from bench.speed import int8_speedup
+    from mindcv_mobilenet.data.preprocessing import resolve_data_config
+    from mindcv_mobilenet.inference.calibration import DEFAULT_CALIBRATION_IMAGES, from_folder
+    from mindcv_mobilenet.models import create_model, list_models
+
+    print(f"ONNX Runtime fp32 vs int8 (QDQ, per-channel weights), batch {args.infer_batch_size}, {os.cpu_count()} "
+          f"CPU(s); median of {args.infer_repeats} calls after one")
+    rows = []
+    for name in dict.fromkeys(m for p in args.infer_models for m in list_models(p)):
+        keys = SimpleNamespace(model=name, dataset="imagenet", image_resize=args.infer_image_size, crop_pct=None,
+                               interpolation=None, mean=None, std=None)
+        settings = resolve_data_config(keys)
+        calibration = from_folder(args.int8, settings, DEFAULT_CALIBRATION_IMAGES)
+        row = int8_speedup(create_model(name), name, calibration, settings.image_size, args.infer_batch_size,
+                           args.infer_repeats)
+        print(f"{name:<26} fp32 {row['fp32_images_per_s']:8.1f} img/s  int8 {row['int8_images_per_s']:8.1f} img/s  "
+              f"int8/fp32 {row['speedup']:.2f}x", flush=True)
+        rows.append(row)
+    return {"rows": rows}
+
+
 DEFAULT_PROFILE_MODELS = ["mobilenet_v2_100", "mobilenet_v3_small_100", "mobilenet_v1_100"]
 
 
@@ -308,6 +334,8 @@ def main() -> int:
     group.add_argument("--infer-repeats", type=int, default=5, help="timed calls at batch 1 (half as many at batch N)")
     group.add_argument("--no-mindcv", action="store_true", help="skip mindcv's models")
     group.add_argument("--no-onnx", action="store_true", help="skip ONNX Runtime")
+    group.add_argument("--int8", metavar="CALIB_DIR", default=None, help="instead: fp32 vs int8 ONNX Runtime images/s "
+                       "of --infer-models at --infer-batch-size, int8 calibrated on CALIB_DIR's images")
     group = parser.add_argument_group("--profile: per-operator-type time (bench/opprofile.py)")
     group.add_argument("--profile", action="store_true", help="time every layer alone at its real shape, per op type")
     group.add_argument("--profile-models", nargs="+", default=DEFAULT_PROFILE_MODELS)
@@ -325,7 +353,7 @@ def main() -> int:
     group.add_argument("--compare-repeats", type=int, default=3)
     args = parser.parse_args()
     modes = {"data": bench_data, "train": bench_train, "infer": bench_infer,
-             "profile": bench_profile, "compare": bench_compare}
+             "profile": bench_profile, "compare": bench_compare, "int8": bench_int8}
     chosen = [name for name in modes if getattr(args, name)]
     if not chosen:
         parser.error(f"choose a benchmark: {', '.join('--' + m for m in modes)}")
