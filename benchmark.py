@@ -243,8 +243,9 @@ def bench_int8(args: argparse.Namespace) -> dict:
     from types import SimpleNamespace
 
     from bench.speed import int8_speedup
+    from mindcv_mobilenet.config import OPTIONS_BY_NAME
     from mindcv_mobilenet.data.preprocessing import resolve_data_config
-    from mindcv_mobilenet.inference.calibration import DEFAULT_CALIBRATION_IMAGES, from_folder
+    from mindcv_mobilenet.inference.calibration import from_folder
     from mindcv_mobilenet.models import create_model, list_models
 
     print(f"ONNX Runtime fp32 vs int8 (QDQ, per-channel weights), batch {args.infer_batch_size}, {os.cpu_count()} "
@@ -254,7 +255,7 @@ def bench_int8(args: argparse.Namespace) -> dict:
         keys = SimpleNamespace(model=name, dataset="imagenet", image_resize=args.infer_image_size, crop_pct=None,
                                interpolation=None, mean=None, std=None)
         settings = resolve_data_config(keys)
-        calibration = from_folder(args.int8, settings, DEFAULT_CALIBRATION_IMAGES)
+        calibration = from_folder(args.int8, settings, OPTIONS_BY_NAME["calib_images"].default)
         row = int8_speedup(create_model(name), name, calibration, settings.image_size, args.infer_batch_size,
                            args.infer_repeats)
         print(f"{name:<26} fp32 {row['fp32_images_per_s']:8.1f} img/s  int8 {row['int8_images_per_s']:8.1f} img/s  "

@@ -31,7 +31,6 @@ from .preprocess import FilePreprocessor
 
 _logger = logging.getLogger("mindcv_mobilenet")
 
-DEFAULT_CALIBRATION_IMAGES = 300
 _SEED = 0
 
 
@@ -141,5 +140,5 @@ def calibration_for(cfg: Any, settings: DataConfig, files: Sequence[str] | None 
         return from_folder(cfg.calib_dir, settings, cfg.calib_images)
     if files is not None:
         _logger.warning("int8 calibration: no --calib_dir, so the model is calibrated on the images it predicts")
-        return from_files(files, settings, cfg.calib_images, "the images to predict")
+        return from_files(files, settings, cfg.calib_images, "--image_path (the images predicted)")
     return from_dataset(cfg.dataset, cfg.data_dir, cfg.val_split, settings, cfg.calib_images)

@@ -1,6 +1,6 @@
 """int8 ONNX files: ONNX Runtime static quantization of a checked float ONNX file, calibrated on real images.
 
-The recipe (:data:`RECIPE`) is ONNX Runtime's for CNNs on x86: QDQ format, int8 weights per output channel, uint8
+The recipe is ONNX Runtime's for CNNs on x86: QDQ format, int8 weights per output channel, uint8
 activations whose ranges come from the calibration images (:mod:`.calibration`). The float graph is first raised to
 opset 13 (per-channel QDQ needs it) and prepared with ``quant_pre_process`` (shape inference, and BatchNorm folded
 into the convolutions so that the folded weights are what gets quantized). ONNX Runtime then runs the QDQ pairs as
@@ -24,7 +24,6 @@ from .calibration import Calibration
 from .export import ExportError, ExportResult, require_onnx
 from .onnx_backend import INSTALL_HINT, OnnxPredictor
 
-RECIPE = {"format": "QDQ", "weights": "int8 per channel", "activations": "uint8", "calibration": "MinMax"}
 # mean cosine similarity of int8 and float logits on the calibration images: converted MobileNetV2 0.99,
 # TF-slim's V3-Small 0.87 (hard-swish and squeeze-excite quantize less well); unrelated logits about 0
 MIN_COSINE = 0.7
