@@ -113,6 +113,9 @@ def test_calibration_sources_and_identity(tmp_path, caplog):
     assert default.identity != from_dataset("imagenet", str(tmp_path / "data"), "val", SETTINGS, 4).identity
     smaller = DataConfig(**{**SETTINGS.__dict__, "image_size": 32})
     assert default.identity != from_dataset("imagenet", str(tmp_path / "data"), "val", smaller, 3).identity
+    cifar = from_dataset("cifar10_demo", "", "val", DataConfig("cifar10_demo", 32, None, "bilinear", (125.0,) * 3,
+                                                                (60.0,) * 3), 5)
+    assert "'train' split" in cifar.description and cifar.images().shape == (5, 3, 32, 32)  # arrays, not files
     assert "no training split" not in caplog.text
     only_val = from_dataset("imagenet", str(tmp_path / "data" / "val"), "", SETTINGS, 8)
     assert only_val.description.startswith("4 images") and only_val.description.endswith("data/val")

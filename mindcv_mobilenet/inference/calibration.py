@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.constants import IMAGE_EXTENSIONS
+from ..data.constants import IMAGE_EXTENSIONS, dataset_spec
 from ..data.dataset import load_source
 from ..data.decode import load_rgb
 from ..data.preprocessing import DataConfig
@@ -116,7 +116,9 @@ def from_dataset(dataset: str, data_dir: str, eval_split: str, settings: DataCon
     except DataError:
         source = None
     evaluated = load_source(dataset, data_dir or None, eval_split)
-    if source is None or os.path.realpath(source.root) == os.path.realpath(evaluated.root):
+    same_folder = source is not None and os.path.realpath(source.root) == os.path.realpath(evaluated.root)
+    # an image tree's split is its folder; CIFAR-10's splits share one folder and differ by name
+    if source is None or (same_folder and (dataset_spec(dataset).is_folder or source.split == evaluated.split)):
         _logger.warning("int8 calibration: %s has no training split, so the model is calibrated on images of the "
                         "split it is evaluated on ('%s'): Top-1 is then slightly optimistic; pass --calib_dir with "
                         "other images", data_dir or dataset, eval_split)
