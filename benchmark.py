@@ -5,7 +5,7 @@
     python benchmark.py --train [--train-models M ...] [--train-batch-size 32] [--train-image-size 224]
                         [--train-modes 0 1] [--mindcv_path /tmp/mindcv/src:/tmp/mcvdeps]
     python benchmark.py --infer [--infer-models PATTERN ...] [--all] [--infer-batch-size 32] [--infer-modes 0 1]
-                        [--infer-repeats 5] [--no-mindcv] [--no-onnx]
+                        [--infer-repeats 5] [--no-mindcv] [--no-onnx] [--int8 CALIB_DIR]
 
 The flags (:data:`BENCHMARK_OPTIONS`) go through the package's one parser (``mindcv_mobilenet.config.parse_args``): a
 wrong flag is one line naming the nearest, ``-`` and ``_`` are the same in flag names, switches take True/False.
@@ -274,6 +274,33 @@ def bench_compare(args: Config) -> dict:
     return {"rows": rows, "ratios": table}
 
 
+def bench_int8(args: Config) -> dict:
+    """fp32 vs int8 ONNX Runtime images/s per ``--infer-models`` model at ``--infer-batch-size``, back to back, the
+    int8 file calibrated on ``--int8 CALIB_DIR`` (up to 300 images, prepared as the model's evaluation does)."""
+    from types import SimpleNamespace
+
+    from bench.speed import int8_speedup
+    from mindcv_mobilenet.config import OPTIONS_BY_NAME
+    from mindcv_mobilenet.data.preprocessing import resolve_data_config
+    from mindcv_mobilenet.inference.calibration import from_folder
+    from mindcv_mobilenet.models import create_model, list_models
+
+    print(f"ONNX Runtime fp32 vs int8 (QDQ, per-channel weights), batch {args.infer_batch_size}, {os.cpu_count()} "
+          f"CPU(s); median of {args.infer_repeats} calls after one")
+    rows = []
+    for name in dict.fromkeys(m for p in args.infer_models for m in list_models(p)):
+        keys = SimpleNamespace(model=name, dataset="imagenet", image_resize=args.infer_image_size, crop_pct=None,
+                               interpolation=None, mean=None, std=None)
+        settings = resolve_data_config(keys)
+        calibration = from_folder(args.int8, settings, OPTIONS_BY_NAME["calib_images"].default)
+        row = int8_speedup(create_model(name), name, calibration, settings.image_size, args.infer_batch_size,
+                           args.infer_repeats)
+        print(f"{name:<26} fp32 {row['fp32_images_per_s']:8.1f} img/s  int8 {row['int8_images_per_s']:8.1f} img/s  "
+              f"int8/fp32 {row['speedup']:.2f}x", flush=True)
+        rows.append(row)
+    return {"rows": rows}
+
+
 def bench_torch(args: Config) -> dict:
     """Ours (graph mode) vs PyTorch eager on torchvision's architectures, issue 14's protocol (bench/torch_compare)."""
     from bench.torch_compare import TASKS, THREADS, compare
@@ -325,6 +352,8 @@ BENCHMARK_OPTIONS = (
     _option("infer_repeats", int, 5, "timed calls at batch 1 (half as many at batch N)", _INFER),
     _option("no_mindcv", str2bool, False, "skip mindcv's models", _INFER),
     _option("no_onnx", str2bool, False, "skip ONNX Runtime", _INFER),
+    _option("int8", str, None, "CALIB_DIR: instead, fp32 vs int8 ONNX Runtime images/s of --infer-models at "
+            "--infer-batch-size, int8 calibrated on CALIB_DIR's images", _INFER, optional=True),
     _option("profile", str2bool, False, "time every layer alone at its real shape, per op type", _PROFILE),
     _option("profile_models", str, DEFAULT_PROFILE_MODELS, "models to profile", _PROFILE, nargs="+"),
     _option("profile_batch_size", int, 32, "batch", _PROFILE),
@@ -351,7 +380,7 @@ BENCHMARK_OPTIONS = (
 def main(argv: list[str] | None = None) -> int:
     args = parse_args("benchmark", argv, extra=BENCHMARK_OPTIONS, description="mindcv_mobilenet benchmarks")
     modes = {"data": bench_data, "train": bench_train, "infer": bench_infer,
-             "profile": bench_profile, "compare": bench_compare, "torch": bench_torch}
+             "profile": bench_profile, "compare": bench_compare, "int8": bench_int8, "torch": bench_torch}
     chosen = [name for name in modes if getattr(args, name)]
     if not chosen:
         raise ConfigError(f"choose a benchmark: {', '.join('--' + m for m in modes)}")

@@ -1,9 +1,10 @@
 """Export a MobileNet: ``python export.py --model mobilenet_v3_small_100 --ckpt_path x.ckpt --file_format MINDIR ONNX``.
 
-MINDIR gets a dynamic batch axis, ONNX a fixed one (``--batch_size``). The input size is the training run's for a
-checkpoint with its ``config.yaml`` beside it (as validate/infer), else the model's; ``--image_resize`` sets it. Each
-file is reloaded (MindSpore GraphCell / ONNX Runtime) and its logits compared with the network's before it is kept.
-Existing files need ``--force``.
+Both formats get a dynamic batch axis. The input size is the training run's for a checkpoint with its
+``config.yaml`` beside it (as validate/infer), else the model's; ``--image_resize`` sets it. Each file is reloaded
+(MindSpore GraphCell / ONNX Runtime) and its logits compared with the network's before it is kept. Existing files
+need ``--force``. ``--precision int8 --calib_dir DIR`` writes an int8 ONNX file (ONNX Runtime static quantization
+calibrated on DIR's images, prepared as the model's evaluation prepares them).
 """
 
 from __future__ import annotations

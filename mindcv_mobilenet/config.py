@@ -176,6 +176,7 @@ SCHEDULERS = ("constant", "cosine_decay", "warmup_cosine_decay", "step_decay", "
               "exponential_decay", "polynomial_decay")
 OPTIMIZERS = ("momentum", "sgd", "adamw", "adam", "rmsprop")
 AMP_LEVELS = ("O0", "O1", "O2", "O3")
+PRECISIONS = ("fp32", "int8")
 DEMO_MODEL = "tf_mobilenet_v1_025"  # its ImageNet weights ship in the package
 DEVICES = ("CPU", "GPU", "Ascend")  # MindSpore's device targets
 
@@ -208,7 +209,8 @@ OPTIONS: tuple[Option, ...] = (
     _opt("num_samples", _int, None, "use only this many samples per split and shard (None: all)", _TV, "dataset",
          optional=True),
     _opt("batch_size", _int, 64, "images per step and device (global batch: batch_size x ranks); infer: per forward "
-         "pass; export: the ONNX file's batch (MINDIR takes any); benchmark: the data pipeline's batch",
+         "pass; export: the batch the files are traced and checked at (both take any batch); benchmark: the data "
+         "pipeline's batch",
          _MODEL | {"benchmark"}, "dataset", kind_defaults=(("infer", 8), ("export", 1))),
     _opt("drop_remainder", str2bool, True, "drop the last partial training batch", _T, "dataset"),
     _opt("normalize_on_device", str2bool, False, "uint8 batches, normalised in the network's first op instead of "
@@ -234,12 +236,12 @@ OPTIONS: tuple[Option, ...] = (
     _opt("cutmix", _float, 0.0, "cutmix Beta alpha (0: off)", _T, "augmentation"),
     _opt("cutmix_prob", _float, 1.0, "probability that a batch is mixed", _T, "augmentation"),
     _opt("crop_pct", _float, None, "evaluation center-crop fraction (None: the model's default)",
-         group="augmentation", optional=True),
-    _opt("interpolation", _str, None, "resize interpolation (None: the run's, else the model's)", group="augmentation",
-         choices=("bilinear", "bicubic", "nearest", "area"), optional=True),
+         kinds=_MODEL, group="augmentation", optional=True),
+    _opt("interpolation", _str, None, "resize interpolation (None: the run's, else the model's)", _MODEL,
+         "augmentation", choices=("bilinear", "bicubic", "nearest", "area"), optional=True),
     _opt("mean", _float, None, "normalisation mean on the 0-255 scale (None: the run's, else the data set's, else the "
-         "model's)", group="augmentation", nargs="+", optional=True),
-    _opt("std", _float, None, "normalisation std on the 0-255 scale (None: as mean)", group="augmentation",
+         "model's)", kinds=_MODEL, group="augmentation", nargs="+", optional=True),
+    _opt("std", _float, None, "normalisation std on the 0-255 scale (None: as mean)", _MODEL, "augmentation",
          nargs="+", optional=True),
     # model
     _opt("model", _str, DEMO_MODEL, "model name (python -m mindcv_mobilenet.summary lists them)", _MODEL | _C, "model",
@@ -268,6 +270,14 @@ OPTIONS: tuple[Option, ...] = (
     # validation and inference
     _opt("backend", _str, "mindspore", "mindspore, or onnxruntime (exported to ONNX once, cached; pip install .[onnx])",
          _V | _I, "inference", choices=("mindspore", "onnxruntime")),
+    _opt("precision", _str, "fp32", "fp32, or int8 (validate/infer: with --backend onnxruntime; export: ONNX files): "
+         "ONNX Runtime static quantization (QDQ, per-channel weights) calibrated on real images, cached",
+         _V | _I | _E, "inference", choices=PRECISIONS),
+    _opt("calib_dir", _str, "", "int8: folder of calibration images (searched recursively); '': validate/infer: the "
+         "data set's training split when data_dir has one, else the images evaluated (with a warning); export: "
+         "required", _V | _I | _E, "inference"),
+    _opt("calib_images", _positive_int, 300, "int8: calibrate on at most this many images (drawn with a fixed seed)",
+         _V | _I | _E, "inference"),
     _opt("output", _str, "", "validate: also write the results to this JSON file; infer: write the predictions to "
          "this .json or .csv file; export: the file or folder to write, extension set per format (unset: "
          "./<model>.mindir/.onnx); convert: the MindSpore checkpoint to write (.ckpt)", _V | _I | _E | _C, "inference",
@@ -279,7 +289,7 @@ OPTIONS: tuple[Option, ...] = (
          "class_names.json beside --ckpt_path, else ImageNet/CIFAR-10 names", _I, "inference"),
     _opt("save_dir", _str, "", "write a copy of each image annotated with its top predictions here", _I, "inference"),
     # export, convert, summary and doctor (the package's other scripts)
-    _opt("file_format", _upper, ["MINDIR"], "formats to write (MINDIR: any batch; ONNX: batch_size)", _E, "export",
+    _opt("file_format", _upper, ["MINDIR"], "formats to write (both with a dynamic batch axis)", _E, "export",
          nargs="+", choices=("MINDIR", "ONNX")),
     _opt("no_check", str2bool, False, "skip reloading and comparing the exported files", _E, "export"),
     _opt("force", str2bool, False, "overwrite existing output files", _E | _C, "export"),
@@ -665,6 +675,11 @@ def _check(cfg: Config, kind: str) -> None:
             raise ConfigError(f"{key} must be positive, not {getattr(cfg, key)}")
     if getattr(cfg, "num_classes", None) is not None and cfg.num_classes <= 0:
         raise ConfigError(f"num_classes must be positive, not {cfg.num_classes}")
+    if getattr(cfg, "precision", "fp32") == "int8" and kind == "export" and not cfg.calib_dir:
+        raise ConfigError("--precision int8 needs --calib_dir FOLDER: a few hundred images like the ones the model "
+                          "will see (not those it is evaluated on)")
+    if getattr(cfg, "precision", "fp32") == "int8" and kind != "export" and cfg.backend != "onnxruntime":
+        raise ConfigError("--precision int8 runs in ONNX Runtime: add --backend onnxruntime")
     if kind != "train":
         return
     if cfg.weight_decay_filter is not None:

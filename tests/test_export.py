@@ -46,7 +46,8 @@ def test_onnx_export_matches_network(name, nets, tmp_path):
 
     net = nets[name]
     result = export_model(net, "ONNX", str(tmp_path / f"{name}.onnx"), SIZE, batch_size=2)
-    assert result.input_shape == [2, 3, SIZE, SIZE] and os.path.isfile(result.path)
+    assert result.input_shape == [None, 3, SIZE, SIZE] and os.path.isfile(result.path)
+    assert result.check["batch_sizes"] == [2, 3]  # the check ran two batch sizes through the named batch axis
     images = sample_input(2, 3, SIZE, seed=11)  # not the input the export check used
     expected = net(Tensor(images)).asnumpy()
     got = _ort_logits(result.path, images)
@@ -151,7 +152,7 @@ def test_export_takes_the_training_runs_resolution(tmp_path):
     cfg = parse_args("export", argv)
     assert (cfg.dataset, cfg.image_resize) == ("cifar10_demo", 48)
     (result,) = run_export(cfg)
-    assert result.input_shape == [1, 3, 48, 48] and os.path.isfile(tmp_path / "out.onnx")
+    assert result.input_shape == [None, 3, 48, 48] and os.path.isfile(tmp_path / "out.onnx")  # any batch
     assert parse_args("export", argv + ["--image_size", "40"]).image_resize == 40  # the old spelling, and it wins
     run_config.unlink()
     assert resolve_data_config(parse_args("export", argv)).image_size == 224
@@ -174,11 +175,11 @@ def test_onnx_backend_exports_once_and_caches(v1_ckpt, tmp_path, monkeypatch):
     monkeypatch.setattr(predictor_module, "export_model", lambda *a, **k: calls.append(a) or real_export(*a, **k))
     first = onnx_predictor(loaded, 32, 4)
     second = onnx_predictor(loaded, 32, 4)
-    assert len(calls) == 1 and first.path == second.path == cache_path(loaded, 32, 4)
+    assert len(calls) == 1 and first.path == second.path == cache_path(loaded, 32)
     assert os.path.basename(first.path).startswith("mobilenet_v1_025-" + loaded.weights_id[:16])
     onnx_predictor(loaded, 40, 4)
     assert len(calls) == 2  # another resolution is another file
-    images = sample_input(6, 3, 32, seed=2)  # 6 images through a batch-4 file: split and padded
+    images = sample_input(6, 3, 32, seed=2)  # 6 images through a file traced at batch 4: its batch axis is named
     expected = loaded.model(Tensor(images)).asnumpy()
     np.testing.assert_allclose(second(images), expected, rtol=0, atol=1e-4 * np.abs(expected).max())
 

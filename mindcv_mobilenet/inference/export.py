@@ -1,17 +1,20 @@
 """Export a model to MINDIR or ONNX, and prove the file computes what the network computes.
 
-MINDIR is exported with a dynamic batch axis (``Tensor(shape=[None, C, H, W])``, which MindSpore 2.10 supports on
-CPU); ONNX with a fixed batch, as MindSpore's ONNX exporter requires. Every export is checked before it appears
-under its final name: the file is loaded back (``ms.load`` + ``nn.GraphCell`` for MINDIR, ONNX Runtime for ONNX,
-or only the ONNX checker when ONNX Runtime is not installed) and its logits are compared with the network's on the
-same input. A file that does not match is not kept.
+Both formats get a dynamic batch axis: MINDIR through ``Tensor(shape=[None, C, H, W])`` (MindSpore 2.10 supports it
+on CPU); ONNX by naming the first axis of the graph's input and output after MindSpore's exporter (which needs a
+fixed batch) has written it (:func:`make_batch_dynamic`). Every export is checked before it appears under its final
+name: the file is loaded back (``ms.load`` + ``nn.GraphCell`` for MINDIR, ONNX Runtime for ONNX, or only the ONNX
+checker when ONNX Runtime is not installed) and its logits are compared with the network's at two batch sizes. A
+file that does not match is not kept. int8 ONNX files are made from the checked float file (:mod:`.quantize`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import mindspore as ms
 import mindspore.onnx  # noqa: F401  (ms.onnx.export; ms.export's ONNX path is deprecated)
@@ -24,6 +27,9 @@ from ..models.layers import exportable_activations
 from ..utils.errors import UserError
 from ..utils.fileio import atomic_path
 from ..utils.logs import setup_logging
+
+if TYPE_CHECKING:
+    from .calibration import Calibration
 
 _logger = logging.getLogger("mindcv_mobilenet")
 
@@ -45,11 +51,16 @@ class ExportResult:
     file_format: str
     input_shape: list
     check: dict = field(default_factory=dict)
+    precision: str = "fp32"
 
     def describe(self) -> str:
         shape = "x".join("N" if d is None else str(d) for d in self.input_shape)
-        line = f"wrote {self.path} ({self.file_format}, input {shape})"
-        if self.check.get("runtime"):
+        line = f"wrote {self.path} ({self.file_format} {self.precision}, input {shape})"
+        if self.check.get("calibration"):
+            line += (f"; calibrated on {self.check['calibration']}: on them its top-1 class agrees with the float "
+                     f"model's for {100 * self.check['top1_agreement']:.1f}%, logit cosine similarity "
+                     f"{self.check['cosine']:.4f}")
+        elif self.check.get("runtime"):
             line += (f"; reloaded with {self.check['runtime']}: logits match the network (max |diff| "
                      f"{self.check['max_abs_diff']:.2e}, {self.check['relative_diff']:.1e} of the largest logit, "
                      f"batch sizes {', '.join(str(b) for b in self.check['batch_sizes'])})")
@@ -98,37 +109,62 @@ def network_logits(model: nn.Cell, images: np.ndarray) -> np.ndarray:
     return model(Tensor(images)).asnumpy()
 
 
-def check_mindir(model: nn.Cell, path: str, batch_sizes: list[int], in_channels: int, image_size: int) -> dict:
-    """Load the MINDIR back into a GraphCell and compare its logits with the network's at each batch size."""
-    graph = nn.GraphCell(ms.load(path))
+def compare_at_batches(model: nn.Cell, run, what: str, batch_sizes: list[int], in_channels: int,
+                       image_size: int) -> dict:
+    """``run(images) -> logits`` against the network at each batch size (the largest difference is kept)."""
     worst: dict = {}
     for seed, batch in enumerate(batch_sizes):
         images = sample_input(batch, in_channels, image_size, seed)
-        result = compare_logits(network_logits(model, images), graph(Tensor(images)).asnumpy(),
-                                f"MINDIR {path} at batch {batch}")
+        result = compare_logits(network_logits(model, images), run(images), f"{what} at batch {batch}")
         worst = max(worst, result, key=lambda r: r.get("max_abs_diff", -1.0))
-    return {"runtime": "MindSpore (ms.load + nn.GraphCell)", "batch_sizes": batch_sizes, **worst}
+    return {"batch_sizes": batch_sizes, **worst}
 
 
-def check_onnx(model: nn.Cell, path: str, batch_size: int, in_channels: int, image_size: int) -> dict:
-    """Run the ONNX file in ONNX Runtime when installed (else only the ONNX checker) and compare the logits."""
+def check_mindir(model: nn.Cell, path: str, batch_sizes: list[int], in_channels: int, image_size: int) -> dict:
+    """Load the MINDIR back into a GraphCell and compare its logits with the network's at each batch size."""
+    graph = nn.GraphCell(ms.load(path))
+    return {"runtime": "MindSpore (ms.load + nn.GraphCell)",
+            **compare_at_batches(model, lambda x: graph(Tensor(x)).asnumpy(), f"MINDIR {path}", batch_sizes,
+                                 in_channels, image_size)}
+
+
+def check_onnx(model: nn.Cell, path: str, batch_sizes: list[int], in_channels: int, image_size: int) -> dict:
+    """Run the ONNX file in ONNX Runtime when installed (else only the ONNX checker) and compare the logits at each
+    batch size."""
     try:
         import onnxruntime as ort
     except ImportError:
-        ort = None
-    if ort is None:
-        try:
-            import onnx
-        except ImportError:
-            return {"note": "not checked: neither onnxruntime nor onnx is installed (pip install .[onnx])"}
-        onnx.checker.check_model(path)
+        require_onnx().checker.check_model(path)
         return {"note": "valid ONNX (onnx.checker); logits not compared: onnxruntime is not installed"}
     from .onnx_backend import OnnxPredictor
 
-    images = sample_input(batch_size, in_channels, image_size)
-    output = OnnxPredictor(path)(images)
-    result = compare_logits(network_logits(model, images), output, f"ONNX {path}")
-    return {"runtime": f"ONNX Runtime {ort.__version__}", "batch_sizes": [batch_size], **result}
+    return {"runtime": f"ONNX Runtime {ort.__version__}",
+            **compare_at_batches(model, OnnxPredictor(path), f"ONNX {path}", batch_sizes, in_channels, image_size)}
+
+
+def require_onnx():
+    """The ``onnx`` module, or one clear error saying how to install it."""
+    try:
+        import onnx
+    except ImportError:
+        raise UserError("ONNX export needs the onnx package, which is not installed: pip install "
+                        "'mindcv_mobilenet[onnx]' (or: pip install onnx onnxruntime)") from None
+    return onnx
+
+
+def make_batch_dynamic(path: str) -> None:
+    """Name the first axis ('N') of the ONNX file's input and output instead of MindSpore's fixed batch.
+
+    Sound for these models: their graphs hold no operator that bakes the batch size in (no Reshape to a stated
+    shape: the head is ReduceMean + Gemm); the export check runs two batch sizes to prove it for every file.
+    """
+    onnx = require_onnx()
+    graph = onnx.load(path)
+    weights = {t.name for t in graph.graph.initializer}
+    for value in [v for v in graph.graph.input if v.name not in weights] + list(graph.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_param = "N"  # replaces dim_value (one field of a oneof)
+    del graph.graph.value_info[:]  # intermediate shapes recorded at the traced batch
+    onnx.save(graph, path)
 
 
 def export_model(
@@ -141,10 +177,11 @@ def export_model(
     force: bool = False,
     check: bool = True,
 ) -> ExportResult:
-    """Write ``model`` to ``path`` as MINDIR (dynamic batch) or ONNX (batch ``batch_size``), atomically.
+    """Write ``model`` to ``path`` as MINDIR or ONNX, both with a dynamic batch axis, atomically.
 
-    An existing ``path`` is refused unless ``force``. With ``check`` the written file is reloaded and compared with
-    the network before it is moved into place (see the module docstring).
+    ``batch_size`` is the batch of the example input the exporter traces (ONNX) and one of the two batch sizes the
+    check runs. An existing ``path`` is refused unless ``force``. With ``check`` the written file is reloaded and
+    compared with the network before it is moved into place (see the module docstring).
     """
     file_format = file_format.upper()
     if file_format not in FORMATS:
@@ -153,13 +190,14 @@ def export_model(
         raise UserError(f"batch_size and image_size must be positive, not {batch_size} and {image_size}")
     if os.path.exists(path) and not force:
         raise UserError(f"{path} exists; pass --force to overwrite it")
+    if file_format == "ONNX":
+        require_onnx()
     model.set_train(False)
+    shape = [None, in_channels, image_size, image_size]
     if file_format == "MINDIR":
-        shape = [None, in_channels, image_size, image_size]
         example = Tensor(shape=shape, dtype=ms.float32)
     else:
-        shape = [batch_size, in_channels, image_size, image_size]
-        example = Tensor(np.zeros(shape, np.float32))
+        example = Tensor(np.zeros([batch_size] + shape[1:], np.float32))
     result = ExportResult(os.path.abspath(path), file_format, shape)
     with atomic_path(path) as tmp_path:
         try:
@@ -174,11 +212,13 @@ def export_model(
                               f"{file_format}: {reason}") from None
         if not os.path.isfile(tmp_path) or os.path.getsize(tmp_path) == 0:
             raise ExportError(f"MindSpore wrote no {file_format} file for {path}")
+        if file_format == "ONNX":
+            make_batch_dynamic(tmp_path)
+        sizes = sorted({batch_size, 2 if batch_size != 2 else 3})  # two batch sizes prove the dynamic axis
         if check and file_format == "MINDIR":
-            sizes = sorted({batch_size, 2 if batch_size != 2 else 3})  # two batch sizes prove the dynamic axis
             result.check = check_mindir(model, tmp_path, sizes, in_channels, image_size)
         elif check:
-            result.check = check_onnx(model, tmp_path, batch_size, in_channels, image_size)
+            result.check = check_onnx(model, tmp_path, sizes, in_channels, image_size)
     return result
 
 
@@ -187,9 +227,15 @@ def run_export(cfg: Config) -> list[ExportResult]:
     (the training run's for a checkpoint with its ``config.yaml`` beside it, else the data set's or the model's);
     prints one line per file written."""
     setup_logging()
+    settings = resolve_data_config(cfg, for_files=True)
+    calibration = None
+    if cfg.precision == "int8":  # calibration images prepared as evaluation prepares them
+        from .calibration import from_folder
+
+        calibration = from_folder(cfg.calib_dir, settings, cfg.calib_images)
     results = export_files(cfg.model, cfg.file_format, cfg.output, cfg.ckpt_path, cfg.pretrained, cfg.num_classes,
-                           cfg.in_channels, cfg.ema, image_size=resolve_data_config(cfg).image_size,
-                           batch_size=cfg.batch_size, force=cfg.force, check=not cfg.no_check)
+                           cfg.in_channels, cfg.ema, image_size=settings.image_size, batch_size=cfg.batch_size,
+                           force=cfg.force, check=not cfg.no_check, calibration=calibration)
     for result in results:
         print(result.describe(), flush=True)
     return results
@@ -209,11 +255,13 @@ def export_files(
     batch_size: int = 1,
     force: bool = False,
     check: bool = True,
+    calibration: Calibration | None = None,
 ) -> list[ExportResult]:
     """Load a model (random weights allowed, with a warning) and export it in each format at ``image_size`` px; see
     :func:`export_model`.
 
-    All target paths are checked before anything is written, so a refused overwrite leaves no partial set.
+    With ``calibration`` the ONNX file is int8 (:mod:`.quantize`), made from a checked float export. All target
+    paths are checked before anything is written, so a refused overwrite leaves no partial set.
     """
     from .loading import load_model
 
@@ -221,10 +269,23 @@ def export_files(
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise UserError(f"unknown export format '{unknown[0]}': use one of {', '.join(FORMATS)}")
+    if calibration is not None and "MINDIR" in formats:
+        raise UserError("--precision int8 is for ONNX files (ONNX Runtime quantization): use --file_format ONNX")
     paths = {f: output_path(output, f, model_name) for f in dict.fromkeys(formats)}
     existing = [p for p in paths.values() if os.path.exists(p)]
     if existing and not force:
         raise UserError(f"{existing[0]} exists; pass --force to overwrite it")
+    if calibration is not None:
+        from .quantize import require_quantization
+
+        require_quantization()  # before loading anything
     loaded = load_model(model_name, ckpt_path, pretrained, num_classes, in_channels, ema, require_weights=False)
-    return [export_model(loaded.model, f, p, image_size, batch_size, in_channels, force=force, check=check)
-            for f, p in paths.items()]
+    if calibration is None:
+        return [export_model(loaded.model, f, p, image_size, batch_size, in_channels, force=force, check=check)
+                for f, p in paths.items()]
+    from .quantize import quantize_file
+
+    with tempfile.TemporaryDirectory(prefix="mindcv_mobilenet_export_") as folder:
+        float_path = os.path.join(folder, "float.onnx")
+        export_model(loaded.model, "ONNX", float_path, image_size, batch_size, in_channels, check=check)
+        return [quantize_file(float_path, paths["ONNX"], calibration, force=force)]

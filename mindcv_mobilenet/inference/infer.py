@@ -24,6 +24,7 @@ from ..data.preprocessing import resolve_data_config
 from ..utils.errors import DataError, UserError
 from ..utils.fileio import atomic_path
 from ..utils.logs import setup_logging
+from .calibration import calibration_for
 from .classes import resolve_class_names, short_name
 from .loading import load_model, set_mode
 from .predictor import Predictor, create_predictor, softmax
@@ -198,9 +199,11 @@ def run_inference(cfg: Config) -> list[Prediction]:
     loaded = load_model(cfg.model, cfg.ckpt_path, cfg.pretrained, cfg.num_classes, cfg.in_channels, cfg.ema)
     names, names_source = resolve_class_names(loaded.num_classes, cfg.dataset, cfg.class_names, cfg.ckpt_path)
     settings = resolve_data_config(cfg, for_files=True)
-    predictor = create_predictor(loaded, cfg.backend, settings.image_size, min(cfg.batch_size, len(files)))
-    _logger.info("predicting %d image(s) with %s (%s), %s; class names: %s; backend %s", len(files), cfg.model,
-                 loaded.weights, settings.describe(), names_source, cfg.backend)
+    calibration = calibration_for(cfg, settings, files)
+    predictor = create_predictor(loaded, cfg.backend, settings.image_size, min(cfg.batch_size, len(files)),
+                                 calibration)
+    _logger.info("predicting %d image(s) with %s (%s), %s; class names: %s; backend %s %s", len(files), cfg.model,
+                 loaded.weights, settings.describe(), names_source, cfg.backend, cfg.precision)
     annotator = Annotator(cfg.save_dir, files) if cfg.save_dir else None
     results = predict_files(files, predictor, FilePreprocessor(settings), names, cfg.topk,
                             min(cfg.batch_size, len(files)), annotator)
@@ -215,7 +218,7 @@ def run_inference(cfg: Config) -> list[Prediction]:
         _logger.warning("%d of %d image(s) could not be read and were skipped: %s", len(bad), len(results),
                         ", ".join(bad[:10]) + (", ..." if len(bad) > 10 else ""))
     if cfg.output:
-        meta = {"model": cfg.model, "weights": loaded.weights, "backend": cfg.backend,
+        meta = {"model": cfg.model, "weights": loaded.weights, "backend": cfg.backend, "precision": cfg.precision,
                 "class_names": names_source, "image_size": settings.image_size}
         write_predictions(cfg.output, results, meta)
         _logger.info("predictions written to %s", cfg.output)

@@ -1,15 +1,17 @@
 """CPU deployment backend: an exported ONNX file run in ONNX Runtime (:class:`OnnxPredictor`), and where exports are
 cached (:func:`cache_path`; :func:`..predictor.onnx_predictor` exports on first use).
 
-ONNX Runtime is optional (``pip install .[onnx]``). The exported file is cached in
-``<cache dir>/onnx/<model>-<weights sha256[:16]>-<channels>x<size>px-b<batch>-v<package version>.onnx``, so a second
-run with the same weights, resolution and batch reuses it; randomly initialised weights are exported to a temporary
-file that is deleted once loaded.
+ONNX Runtime is optional (``pip install .[onnx]``). The exported file (any batch size) is cached in
+``<cache dir>/onnx/<model>-<weights sha256[:16]>-<channels>x<size>px[-int8-cal<calibration id>]-v<package
+version>.onnx``, so a second run with the same weights and resolution (and, for int8, the same calibration images
+and preprocessing) reuses it; randomly initialised weights are exported to a temporary file that is deleted once
+loaded.
 """
 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,6 +19,9 @@ from .. import __version__
 from ..utils.download import default_cache_dir
 from ..utils.errors import UserError
 from .loading import LoadedModel
+
+if TYPE_CHECKING:
+    from .calibration import Calibration
 
 INSTALL_HINT = "pip install 'mindcv_mobilenet[onnx]' (or: pip install onnxruntime)"
 
@@ -31,7 +36,8 @@ def require_onnxruntime():
 
 
 class OnnxPredictor:
-    """Logits from an ONNX file on the CPU; any number of images (split into and padded to the file's fixed batch)."""
+    """Logits from an ONNX file on the CPU; any number of images (a file with a fixed batch gets them split into and
+    padded to its batch)."""
 
     def __init__(self, path: str, threads: int | None = None) -> None:
         ort = require_onnxruntime()
@@ -62,8 +68,10 @@ class OnnxPredictor:
         return np.concatenate(outputs).astype(np.float32, copy=False)
 
 
-def cache_path(loaded: LoadedModel, image_size: int, batch_size: int) -> str:
-    """Where the ONNX export of these weights at this resolution and batch size is cached."""
+def cache_path(loaded: LoadedModel, image_size: int, calibration: Calibration | None = None) -> str:
+    """Where the ONNX export of these weights at this resolution is cached: float, or int8 calibrated on
+    ``calibration``."""
+    precision = f"-int8-cal{calibration.identity}" if calibration is not None else ""
     name = (f"{loaded.model_name}-{(loaded.weights_id or 'random')[:16]}-{loaded.in_channels}x{image_size}px"
-            f"-b{batch_size}-v{__version__}.onnx")
+            f"{precision}-v{__version__}.onnx")
     return os.path.join(default_cache_dir(), "onnx", name)

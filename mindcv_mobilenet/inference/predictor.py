@@ -12,9 +12,11 @@ import numpy as np
 from mindspore import Tensor
 
 from ..models.fuse import fuse_bn
+from .calibration import Calibration
 from .export import export_model
 from .loading import LoadedModel
 from .onnx_backend import OnnxPredictor, cache_path, require_onnxruntime
+from .quantize import quantize_file, require_quantization
 
 _logger = logging.getLogger("mindcv_mobilenet")
 
@@ -43,28 +45,45 @@ class MindSporePredictor:
         return self.model(Tensor(images)).asnumpy().astype(np.float32, copy=False)[:n]
 
 
-def create_predictor(loaded: LoadedModel, backend: str, image_size: int, batch_size: int) -> Predictor:
-    """``mindspore`` (the network itself) or ``onnxruntime`` (exported once to ONNX at ``batch_size``, cached)."""
+def create_predictor(loaded: LoadedModel, backend: str, image_size: int, batch_size: int,
+                     calibration: Calibration | None = None) -> Predictor:
+    """``mindspore`` (the network itself) or ``onnxruntime`` (exported once to ONNX, cached; int8 when given a
+    ``calibration``: the config parser refuses int8 with the mindspore backend)."""
     if backend == "onnxruntime":
-        return onnx_predictor(loaded, image_size, batch_size)
+        return onnx_predictor(loaded, image_size, batch_size, calibration)
     return MindSporePredictor(loaded)
 
 
-def onnx_predictor(loaded: LoadedModel, image_size: int, batch_size: int) -> OnnxPredictor:
-    """An ONNX Runtime predictor for ``loaded``, exporting (and checking) the model on first use only."""
+def onnx_predictor(loaded: LoadedModel, image_size: int, batch_size: int,
+                   calibration: Calibration | None = None) -> OnnxPredictor:
+    """An ONNX Runtime predictor for ``loaded``, exporting (and checking) the model on first use only; with
+    ``calibration`` the int8 file, quantized from the float one on first use."""
     require_onnxruntime()
+    if calibration is not None:
+        require_quantization()
     if loaded.weights_id is None:
         with tempfile.TemporaryDirectory(prefix="mindcv_mobilenet_onnx_") as folder:
-            path = os.path.join(folder, "model.onnx")
-            export_model(loaded.model, "ONNX", path, image_size, batch_size, loaded.in_channels)
-            return OnnxPredictor(path)
-    path = cache_path(loaded, image_size, batch_size)
+            return OnnxPredictor(onnx_file(loaded, image_size, batch_size, calibration, folder))
+    return OnnxPredictor(onnx_file(loaded, image_size, batch_size, calibration))
+
+
+def onnx_file(loaded: LoadedModel, image_size: int, batch_size: int, calibration: Calibration | None = None,
+              folder: str | None = None) -> str:
+    """The ONNX file of ``loaded`` in ``folder`` (default: the cache), written when missing: the checked export, or
+    for int8 the quantization of that export (``batch_size``: the batch the export is traced and checked at)."""
+    cached = cache_path(loaded, image_size, calibration)
+    path = os.path.join(folder, os.path.basename(cached)) if folder else cached
     if os.path.isfile(path):
         _logger.info("ONNX Runtime backend: using the cached export %s", path)
-    else:
+        return path
+    if calibration is None:
         result = export_model(loaded.model, "ONNX", path, image_size, batch_size, loaded.in_channels, force=True)
-        _logger.info("ONNX Runtime backend: %s", result.describe())
-    return OnnxPredictor(path)
+    else:
+        _logger.info("ONNX Runtime backend: quantizing to int8, calibrated on %s", calibration.description)
+        float_path = onnx_file(loaded, image_size, batch_size, None, folder)
+        result = quantize_file(float_path, path, calibration, force=True)
+    _logger.info("ONNX Runtime backend: %s", result.describe())
+    return path
 
 
 class CellAdapter:

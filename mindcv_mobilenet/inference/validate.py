@@ -18,6 +18,7 @@ from ..engine.distributed import DistInfo, Reducer, init_distributed
 from ..engine.metrics import evaluate, write_json
 from ..utils.errors import DataError
 from ..utils.logs import setup_logging
+from .calibration import calibration_for
 from .classes import saved_class_list
 from .loading import LoadedModel, load_model, set_mode
 from .predictor import CellAdapter, create_predictor
@@ -73,10 +74,11 @@ def validate_loaded(cfg: Config, loaded: LoadedModel, settings: DataConfig, data
     check_labels(dataset, loaded.num_classes, cfg.ckpt_path)
     loader = create_loader(dataset, cfg.batch_size, drop_remainder=False, is_training=False,
                            transform=settings.transforms(), num_parallel_workers=cfg.num_parallel_workers)
-    predictor = create_predictor(loaded, cfg.backend, settings.image_size, cfg.batch_size)
+    calibration = calibration_for(cfg, settings)
+    predictor = create_predictor(loaded, cfg.backend, settings.image_size, cfg.batch_size, calibration)
     if info.is_main:
-        _logger.info("validating %s (%s) on %s split '%s' with %s; backend %s%s", cfg.model, loaded.weights,
-                     dataset.info.root, cfg.val_split, settings.describe(), cfg.backend,
+        _logger.info("validating %s (%s) on %s split '%s' with %s; backend %s %s%s", cfg.model, loaded.weights,
+                     dataset.info.root, cfg.val_split, settings.describe(), cfg.backend, cfg.precision,
                      f"; {info.size} ranks" if info.distributed else "")
     steps = loader_steps(loader)
     progress = Progress(steps, "validate", enabled=info.is_main)
@@ -85,7 +87,8 @@ def validate_loaded(cfg: Config, loaded: LoadedModel, settings: DataConfig, data
     skipped = int(reducer.sum([dataset.info.stats.skipped])[0])
     images_per_s = float(reducer.sum([progress.images_per_s])[0])  # ranks run side by side: rates add up
     return {
-        "model": cfg.model, "weights": loaded.weights, "backend": cfg.backend, "dataset": cfg.dataset,
+        "model": cfg.model, "weights": loaded.weights, "backend": cfg.backend, "precision": cfg.precision,
+        "calibration": calibration.description if calibration else None, "dataset": cfg.dataset,
         "data_dir": dataset.info.root, "split": cfg.val_split, "image_size": settings.image_size,
         "crop_pct": settings.crop_pct, "interpolation": settings.interpolation, "batch_size": cfg.batch_size,
         "mode": cfg.mode, "ranks": info.size, "top1": metrics["top1"], "top5": metrics["top5"],
@@ -99,4 +102,5 @@ def format_results(results: dict) -> str:
     skipped = f"  skipped (unreadable): {results['skipped_images']}" if results["skipped_images"] else ""
     return (f"{results['model']}: Top-1 {results['top1']:.2f}%  Top-5 {results['top5']:.2f}%  "
             f"loss {results['loss']:.4f}  images {results['num_images']}{skipped}  "
-            f"{results['images_per_s']:.1f} images/s ({results['backend']}, {results['elapsed_s']:.1f} s in all)")
+            f"{results['images_per_s']:.1f} images/s ({results['backend']} {results['precision']}, "
+            f"{results['elapsed_s']:.1f} s in all)")
