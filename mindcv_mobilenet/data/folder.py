@@ -28,6 +28,15 @@ SPLIT_ALIASES["training"] = SPLIT_ALIASES["train"]
 PLACEHOLDER = placeholder_jpeg()
 
 
+def list_image_files(folder: str, follow_links: bool = False) -> list[str]:
+    """Image files anywhere below ``folder`` (by extension, hidden files skipped), sorted."""
+    return sorted(
+        os.path.join(dirpath, name)
+        for dirpath, _dirnames, names in os.walk(folder, followlinks=follow_links)
+        for name in names
+        if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+    )
+
 def _visible_dirs(path: str) -> List[str]:
     return sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
 

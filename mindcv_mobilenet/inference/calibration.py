@@ -25,6 +25,7 @@ import numpy as np
 from ..data.constants import IMAGE_EXTENSIONS, dataset_spec
 from ..data.dataset import load_source
 from ..data.decode import load_rgb
+from ..data.folder import list_image_files
 from ..data.preprocessing import DataConfig
 from ..utils.errors import DataError, UserError
 from .preprocess import FilePreprocessor
@@ -97,12 +98,7 @@ def from_folder(folder: str, settings: DataConfig, count: int) -> Calibration:
     """Up to ``count`` image files found anywhere below ``folder`` (``--calib_dir``)."""
     if not os.path.isdir(folder):
         raise DataError(f"--calib_dir {folder} is not a folder: pass a folder of calibration images")
-    files = sorted(
-        os.path.join(dirpath, name)
-        for dirpath, _dirnames, names in os.walk(folder, followlinks=True)
-        for name in names
-        if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
-    )
+    files = list_image_files(folder, follow_links=True)
     if not files:
         raise DataError(f"--calib_dir {folder} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
     return from_files(files, settings, count, f"--calib_dir {os.path.abspath(folder)}")

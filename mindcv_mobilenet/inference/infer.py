@@ -20,6 +20,7 @@ import numpy as np
 from ..config import Config
 from ..data.constants import IMAGE_EXTENSIONS
 from ..data.decode import load_rgb
+from ..data.folder import list_image_files
 from ..data.preprocessing import resolve_data_config
 from ..utils.errors import DataError, UserError
 from ..utils.fileio import atomic_path
@@ -49,12 +50,7 @@ def find_images(paths: list[str]) -> tuple[list[str], list[Prediction]]:
     failed: list[Prediction] = []
     for path in paths:
         if os.path.isdir(path):
-            found = sorted(
-                os.path.join(dirpath, name)
-                for dirpath, dirnames, names in os.walk(path)
-                for name in names
-                if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
-            )
+            found = list_image_files(path)
             if not found:
                 failed.append(Prediction(path, error=f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in this folder"))
             files += found
