@@ -56,7 +56,7 @@ class DataConfig:
 
 def resolve_data_config(cfg: Any, for_files: bool = False) -> DataConfig:
     """The data config of ``cfg.model`` on ``cfg.dataset``: ``cfg``'s keys where set, else the data set's defaults,
-    else the model's. A key the script does not take (export has no crop or normalisation keys) counts as unset.
+    else the model's. A key ``cfg`` does not have (a script that does not take it) counts as unset.
 
     ``for_files``: images of any size (inference on files): CIFAR models get a shorter-side resize + center crop to
     their resolution instead of the plain resize CIFAR's own 32 px images need.
