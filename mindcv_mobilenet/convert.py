@@ -361,14 +361,16 @@ def torchvision_padding_twin(model):
     """
     from mindspore import nn
 
+    from .kernels.depthwise import conv2d
+
     for _, cell in list(model.cells_and_names()):
         if not isinstance(cell, nn.SequentialCell):
             continue
         for i in range(len(cell)):
             conv = cell[i]
             if isinstance(conv, nn.Conv2d) and conv.pad_mode == "same":
-                twin = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, pad_mode="pad",
-                                 padding=(conv.kernel_size[0] - 1) // 2, group=conv.group, has_bias=conv.has_bias)
+                twin = conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, pad_mode="pad",
+                              padding=(conv.kernel_size[0] - 1) // 2, group=conv.group, has_bias=conv.has_bias)
                 twin.weight.set_data(conv.weight.value())
                 if conv.has_bias:
                     twin.bias.set_data(conv.bias.value())

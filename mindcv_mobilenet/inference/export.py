@@ -23,7 +23,7 @@ from mindspore import Tensor, nn
 
 from ..config import Config
 from ..data.preprocessing import resolve_data_config
-from ..models.layers import exportable_activations
+from ..models.layers import exportable_operators
 from ..utils.errors import UserError
 from ..utils.fileio import atomic_path
 from ..utils.logs import setup_logging
@@ -201,11 +201,11 @@ def export_model(
     result = ExportResult(os.path.abspath(path), file_format, shape)
     with atomic_path(path) as tmp_path:
         try:
-            if file_format == "ONNX":  # hard-swish/sigmoid as ReLU6 formulas: MindSpore's kernels have no ONNX op
-                with exportable_activations(model):
+            with exportable_operators(model):  # standard operators only: ONNX maps them, other machines run them
+                if file_format == "ONNX":
                     ms.onnx.export(model, example, file_name=tmp_path)
-            else:
-                ms.export(model, example, file_name=tmp_path, file_format=file_format)
+                else:
+                    ms.export(model, example, file_name=tmp_path, file_format=file_format)
         except (RuntimeError, ValueError, TypeError) as err:
             reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
             raise ExportError(f"MindSpore could not export {getattr(model, 'model_name', 'the model')} to "

@@ -21,6 +21,8 @@ from collections.abc import Iterable
 import numpy as np
 from mindspore import Parameter, Tensor, nn
 
+from ..kernels.depthwise import conv2d
+
 _logger = logging.getLogger("mindcv_mobilenet")
 
 
@@ -30,8 +32,8 @@ def _folded_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     bias = conv.bias.asnumpy().astype(np.float64) if conv.bias is not None else np.zeros(weight.shape[0])
     scale = bn.gamma.asnumpy().astype(np.float64) / np.sqrt(bn.moving_variance.asnumpy().astype(np.float64) + bn.eps)
     new_bias = (bias - bn.moving_mean.asnumpy().astype(np.float64)) * scale + bn.beta.asnumpy().astype(np.float64)
-    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, pad_mode=conv.pad_mode,
-                      padding=conv.padding, dilation=conv.dilation, group=conv.group, has_bias=True)
+    fused = conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, pad_mode=conv.pad_mode,
+                   padding=conv.padding, dilation=conv.dilation, group=conv.group, has_bias=True)
     dtype = conv.weight.dtype
     fused.weight = Parameter(Tensor((weight * scale.reshape(-1, 1, 1, 1)).astype(np.float32), dtype),
                              name=conv.weight.name)

@@ -15,6 +15,8 @@ from typing import Callable
 from mindspore import Tensor, nn, ops
 from mindspore.common import initializer as init
 
+from ..kernels.depthwise import DepthwiseConv2d, conv2d
+
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
     """Round a channel count to a multiple of ``divisor`` without going more than 10% below ``value``."""
@@ -29,7 +31,7 @@ class _HardActivation(nn.Cell):
     """Base of the hard activations: MindSpore's fused kernel to run, a ReLU6 formula to export.
 
     MindSpore's ``HSwish``/``HSigmoid`` are one kernel each (several times faster on CPU than the formula's four),
-    but they have no ONNX mapping. :func:`exportable_activations` switches every instance in a model to the formula,
+    but they have no ONNX mapping. :func:`exportable_operators` switches every instance in a model to the formula,
     ``relu6(x + 3) / 6``, for the duration of an ONNX export; both compute the same values.
     """
 
@@ -58,16 +60,23 @@ class HardSwish(_HardActivation):
 
 
 @contextlib.contextmanager
-def exportable_activations(model: nn.Cell) -> Iterator[nn.Cell]:
-    """Within the block, ``model``'s hard activations use ONNX-exportable operators (same values)."""
-    cells = [cell for _, cell in model.cells_and_names() if isinstance(cell, _HardActivation)]
-    for cell in cells:
+def exportable_operators(model: nn.Cell) -> Iterator[nn.Cell]:
+    """Within the block, ``model`` runs standard operators only (same values): hard activations as their ReLU6
+    formula, depthwise convolutions as MindSpore's own (an exported file must not call this package's CPU kernel)."""
+    activations = [cell for _, cell in model.cells_and_names() if isinstance(cell, _HardActivation)]
+    depthwise = [cell for _, cell in model.cells_and_names() if isinstance(cell, DepthwiseConv2d)]
+    kernel_state = [cell.use_kernel for cell in depthwise]
+    for cell in activations:
         cell.exportable = True
+    for cell in depthwise:
+        cell.use_kernel = False
     try:
         yield model
     finally:
-        for cell in cells:
+        for cell in activations:
             cell.exportable = False
+        for cell, state in zip(depthwise, kernel_state, strict=True):
+            cell.use_kernel = state
 
 
 ACTIVATIONS: dict[str, Callable[[], nn.Cell]] = {
@@ -89,8 +98,8 @@ def conv_bn_act(
     """Convolution + BatchNorm (+ activation) as a list of cells; ``act=None`` gives a linear projection."""
     padding = (kernel_size - 1) // 2 if pad_mode == "pad" else 0
     layers = [
-        nn.Conv2d(in_channels, out_channels, kernel_size, stride, pad_mode=pad_mode, padding=padding,
-                  group=groups, has_bias=False),
+        conv2d(in_channels, out_channels, kernel_size, stride, pad_mode=pad_mode, padding=padding, group=groups,
+               has_bias=False),
         nn.BatchNorm2d(out_channels),
     ]
     if act is not None:

@@ -1,0 +1,95 @@
+"""CPU kernels of this package's own, built from C++ on first use and run as MindSpore AOT custom operators.
+
+MindSpore 2.10's CPU depthwise convolution (oneDNN, im2col + GEMM per channel) is the largest item of MobileNet
+training on CPU; ``depthwise_conv.cc`` replaces it (forward and both gradients) where it can run. The library is
+compiled once per source version, compiler and CPU into the package's cache (``kernels/`` under
+``$MINDCV_MOBILENET_CACHE``, else ``~/.cache/mindcv_mobilenet``) with the C++ compiler found (``$CXX``, ``g++``, ``c++``, ``clang++``). Where none is
+present, or the build fails, the models use MindSpore's stock operators (same results, slower) and one warning says
+why. ``MINDCV_MOBILENET_NO_CUSTOM_KERNELS=1`` turns the kernels off.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+
+from ..utils.download import default_cache_dir
+
+_logger = logging.getLogger("mindcv_mobilenet")
+
+OPT_OUT_ENV = "MINDCV_MOBILENET_NO_CUSTOM_KERNELS"
+_SOURCE_DIR = os.path.dirname(os.path.abspath(__file__))
+_BASE_FLAGS = ["-O3", "-std=c++17", "-fopenmp-simd", "-shared", "-fPIC", "-pthread"]
+
+
+def kernels_disabled() -> bool:
+    """True when the user turned the custom kernels off (``MINDCV_MOBILENET_NO_CUSTOM_KERNELS``)."""
+    return os.environ.get(OPT_OUT_ENV, "").strip() not in ("", "0")
+
+
+def _compiler() -> str | None:
+    candidates = [os.environ.get("CXX"), "g++", "c++", "clang++"]
+    return next((shutil.which(c) for c in candidates if c and shutil.which(c)), None)
+
+
+def _cpu_identity() -> str:
+    """What ``-march=native`` depends on: a library built for one CPU must not be loaded on another."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            lines = [line for line in f if line.startswith(("model name", "flags"))]
+        return "".join(sorted(set(lines)))
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
+def _compile(compiler: str, source: str, target: str) -> str | None:
+    """Compile ``source`` into ``target`` atomically; returns None on success, else the compiler's first error."""
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=os.path.dirname(target))
+    os.close(fd)
+    error = "no output"
+    try:
+        for arch in (["-march=native"], []):  # some compilers or CPUs reject -march=native: build generic then
+            result = subprocess.run([compiler, *_BASE_FLAGS, *arch, "-o", tmp, source], capture_output=True,
+                                    text=True, timeout=300)
+            if result.returncode == 0:
+                os.replace(tmp, target)
+                return None
+            lines = result.stderr.strip().splitlines() or [f"exit status {result.returncode}"]
+            error = next((line for line in lines if "error" in line.lower()), lines[-1]).strip()
+    except (OSError, subprocess.SubprocessError) as err:
+        error = str(err)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return error
+
+
+@functools.lru_cache(maxsize=None)
+def library_path(name: str) -> str | None:
+    """Path of the compiled ``<name>.cc`` library, building it on first use; None when it cannot be had (warned)."""
+    if kernels_disabled():
+        return None
+    source = os.path.join(_SOURCE_DIR, f"{name}.cc")
+    compiler = _compiler()
+    if compiler is None:
+        _logger.warning("no C++ compiler found (g++, c++, clang++ or $CXX): MobileNet depthwise convolutions use "
+                        "MindSpore's stock CPU kernels, which train several times slower; install g++ to speed up")
+        return None
+    with open(source, "rb") as f:
+        digest = hashlib.sha256(f.read() + " ".join([compiler, *_BASE_FLAGS]).encode() + _cpu_identity().encode())
+    target = os.path.join(default_cache_dir(), "kernels", f"{name}-{digest.hexdigest()[:16]}.so")
+    if os.path.isfile(target):
+        return target
+    error = _compile(compiler, source, target)
+    if error is not None:
+        _logger.warning(f"could not build {name}.cc with {compiler} ({error}): using MindSpore's stock CPU kernels "
+                        f"instead (same results, slower)")
+        return None
+    return target

@@ -1,0 +1,331 @@
+// Depthwise convolution for MindSpore's CPU backend (AOT custom operator): forward, gradient w.r.t. the input and
+// gradient w.r.t. the weights, NCHW float32, weights (C, 1, K, K), stride 1 or 2, any odd or even K.
+//
+// Why: MindSpore 2.10's oneDNN runs a depthwise convolution as an im2col + GEMM per channel (~1-2 GMAC/s), the largest
+// item of MobileNet training on CPU. Here each (image, channel) plane is copied once into a zero-padded buffer and the
+// K x K taps run as vectorised loops over the output row.
+//
+// Entry points (MindSpore's AOT signature), one per stride and padding rule; the padding rule is
+//   "pad":  pad (K - 1) / 2 on every side (nn.Conv2d(pad_mode="pad", padding=(K - 1) // 2), MobileNet's default);
+//   "same": TensorFlow's SAME (output ceil(H / S), the odd pixel of padding at the bottom/right).
+//   DwForward{S1,S2}{Pad,Same}(x, w) -> y
+//   DwBackwardInput{S1,S2}{Pad,Same}(dy, w, x) -> dx          (x only gives the shape)
+//   DwBackwardWeight{S1,S2}{Pad,Same}(dy, x, w) -> dw         (w only gives the shape)
+// Threads: the planes (channels for the weight gradient) are split over the CPUs this process may run on, or over
+// MINDCV_MOBILENET_KERNEL_THREADS when set.
+
+#include <sched.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+namespace {
+
+int NumThreads() {
+  static const int count = [] {
+    const char *env = std::getenv("MINDCV_MOBILENET_KERNEL_THREADS");
+    if (env != nullptr && std::atoi(env) > 0) return std::atoi(env);
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+    return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  }();
+  return count;
+}
+
+// Runs body(begin, end) over [0, n) split into contiguous chunks, one per thread (the caller runs the last one).
+template <class Body>
+void ParallelFor(int64_t n, const Body &body) {
+  const int64_t threads = std::min<int64_t>(NumThreads(), n);
+  if (threads <= 1) {
+    body(0, n);
+    return;
+  }
+  std::vector<std::thread> workers;
+  workers.reserve(threads - 1);
+  const int64_t chunk = (n + threads - 1) / threads;
+  for (int64_t t = 0; t < threads - 1; ++t) {
+    const int64_t begin = t * chunk, end = std::min(n, begin + chunk);
+    if (begin < end) workers.emplace_back([&body, begin, end] { body(begin, end); });
+  }
+  body(std::min(n, (threads - 1) * chunk), n);
+  for (auto &worker : workers) worker.join();
+}
+
+struct Geometry {
+  int64_t n, c, h, w;     // input
+  int64_t oh, ow;         // output
+  int64_t k, s;           // kernel size, stride
+  int64_t pt, pl;         // padding at the top and left
+  int64_t ph, pw;         // padded plane: rows/columns that the taps read, (oh - 1) * s + k by (ow - 1) * s + k
+};
+
+Geometry MakeGeometry(const int64_t *in_shape, const int64_t *out_shape, int64_t k, int64_t s, bool same) {
+  Geometry g;
+  g.n = in_shape[0];
+  g.c = in_shape[1];
+  g.h = in_shape[2];
+  g.w = in_shape[3];
+  g.oh = out_shape[2];
+  g.ow = out_shape[3];
+  g.k = k;
+  g.s = s;
+  if (same) {
+    g.pt = std::max<int64_t>((g.oh - 1) * s + k - g.h, 0) / 2;
+    g.pl = std::max<int64_t>((g.ow - 1) * s + k - g.w, 0) / 2;
+  } else {
+    g.pt = (k - 1) / 2;
+    g.pl = (k - 1) / 2;
+  }
+  g.ph = (g.oh - 1) * s + k;
+  g.pw = (g.ow - 1) * s + k;
+  return g;
+}
+
+// Copies one input plane into the zero-padded buffer (rows/columns outside the input are zero).
+void PadPlane(const Geometry &g, const float *plane, float *padded) {
+  std::fill(padded, padded + g.ph * g.pw, 0.0f);
+  const int64_t cols = std::min(g.w, g.pw - g.pl);
+  for (int64_t y = 0; y < g.h && y + g.pt < g.ph; ++y) {
+    std::memcpy(padded + (y + g.pt) * g.pw + g.pl, plane + y * g.w, cols * sizeof(float));
+  }
+}
+
+// out[oy, ox] = sum_{ky, kx} w[ky, kx] * padded[oy * S + ky, ox * S + kx]; K and S compile-time where they can be.
+template <int K, int S>
+void ForwardPlaneFixed(const Geometry &g, const float *padded, const float *wk, float *out) {
+  for (int64_t oy = 0; oy < g.oh; ++oy) {
+    const float *rows[K];
+    for (int ky = 0; ky < K; ++ky) rows[ky] = padded + (oy * S + ky) * g.pw;
+    float *orow = out + oy * g.ow;
+#pragma omp simd
+    for (int64_t ox = 0; ox < g.ow; ++ox) {
+      float acc = 0.0f;
+      for (int ky = 0; ky < K; ++ky) {
+        for (int kx = 0; kx < K; ++kx) acc += wk[ky * K + kx] * rows[ky][ox * S + kx];
+      }
+      orow[ox] = acc;
+    }
+  }
+}
+
+void ForwardPlaneGeneric(const Geometry &g, const float *padded, const float *wk, float *out) {
+  const int64_t k = g.k, s = g.s;
+  for (int64_t oy = 0; oy < g.oh; ++oy) {
+    float *orow = out + oy * g.ow;
+    std::fill(orow, orow + g.ow, 0.0f);
+    for (int64_t ky = 0; ky < k; ++ky) {
+      const float *row = padded + (oy * s + ky) * g.pw;
+      for (int64_t kx = 0; kx < k; ++kx) {
+        const float wv = wk[ky * k + kx];
+        for (int64_t ox = 0; ox < g.ow; ++ox) orow[ox] += wv * row[ox * s + kx];
+      }
+    }
+  }
+}
+
+void ForwardPlane(const Geometry &g, const float *padded, const float *wk, float *out) {
+  if (g.k == 3 && g.s == 1) return ForwardPlaneFixed<3, 1>(g, padded, wk, out);
+  if (g.k == 3 && g.s == 2) return ForwardPlaneFixed<3, 2>(g, padded, wk, out);
+  if (g.k == 5 && g.s == 1) return ForwardPlaneFixed<5, 1>(g, padded, wk, out);
+  if (g.k == 5 && g.s == 2) return ForwardPlaneFixed<5, 2>(g, padded, wk, out);
+  ForwardPlaneGeneric(g, padded, wk, out);
+}
+
+// Scatters one output-gradient plane into the padded input-gradient buffer: the transpose of ForwardPlane.
+template <int S>
+void BackwardInputPlaneStride(const Geometry &g, const float *dy, const float *wk, float *padded) {
+  const int64_t k = g.k;
+  std::fill(padded, padded + g.ph * g.pw, 0.0f);
+  for (int64_t oy = 0; oy < g.oh; ++oy) {
+    const float *drow = dy + oy * g.ow;
+    for (int64_t ky = 0; ky < k; ++ky) {
+      float *row = padded + (oy * S + ky) * g.pw;
+      for (int64_t kx = 0; kx < k; ++kx) {
+        const float wv = wk[ky * k + kx];
+        float *dst = row + kx;
+#pragma omp simd
+        for (int64_t ox = 0; ox < g.ow; ++ox) dst[ox * S] += wv * drow[ox];
+      }
+    }
+  }
+}
+
+// Stride 1: dx[y, x] = sum_{ky, kx} w[ky, kx] * dy[y + pt - ky, x + pl - kx], i.e. the forward kernel run on dy padded
+// by (k - 1 - pt, k - 1 - pl) with the taps flipped; one pass, sums in registers, no scatter.
+void BackwardInputPlaneGather(const Geometry &g, const float *dy, const float *wk, float *padded, float *dx) {
+  Geometry t = g;  // the transposed convolution as a forward one: input dy (oh x ow), output dx (h x w)
+  t.h = g.oh;
+  t.w = g.ow;
+  t.oh = g.h;
+  t.ow = g.w;
+  t.pt = g.k - 1 - g.pt;
+  t.pl = g.k - 1 - g.pl;
+  t.ph = g.h + g.k - 1;
+  t.pw = g.w + g.k - 1;
+  float flipped[64];
+  for (int64_t i = 0; i < g.k * g.k; ++i) flipped[i] = wk[g.k * g.k - 1 - i];
+  PadPlane(t, dy, padded);
+  ForwardPlane(t, padded, flipped, dx);
+}
+
+void BackwardInputPlane(const Geometry &g, const float *dy, const float *wk, float *padded, float *dx) {
+  if (g.s == 1 && g.k <= 8) return BackwardInputPlaneGather(g, dy, wk, padded, dx);
+  if (g.s == 1) {
+    BackwardInputPlaneStride<1>(g, dy, wk, padded);
+  } else {
+    BackwardInputPlaneStride<2>(g, dy, wk, padded);
+  }
+  std::fill(dx, dx + g.h * g.w, 0.0f);
+  const int64_t cols = std::min(g.w, g.pw - g.pl);
+  for (int64_t y = 0; y < g.h && y + g.pt < g.ph; ++y) {
+    std::memcpy(dx + y * g.w, padded + (y + g.pt) * g.pw + g.pl, cols * sizeof(float));
+  }
+}
+
+// dw[ky, kx] += sum_{oy, ox} dy[oy, ox] * padded[oy * S + ky, ox * S + kx]. Each output-gradient element is read once
+// for all K * K taps: the taps' partial sums stay in kLanes-wide accumulators (vector registers) across a whole plane.
+constexpr int kLanes = 16;
+
+template <int K, int S>
+void BackwardWeightPlaneFixed(const Geometry &g, const float *dy, const float *padded, float *dw) {
+  float acc[K * K][kLanes] = {};
+  float tail[K * K] = {};
+  const int64_t body = g.ow - g.ow % kLanes;
+  for (int64_t oy = 0; oy < g.oh; ++oy) {
+    const float *drow = dy + oy * g.ow;
+    for (int64_t ox = 0; ox < body; ox += kLanes) {
+      for (int ky = 0; ky < K; ++ky) {
+        const float *row = padded + (oy * S + ky) * g.pw + ox * S;
+        for (int kx = 0; kx < K; ++kx) {
+#pragma omp simd
+          for (int v = 0; v < kLanes; ++v) acc[ky * K + kx][v] += drow[ox + v] * row[v * S + kx];
+        }
+      }
+    }
+    for (int64_t ox = body; ox < g.ow; ++ox) {
+      for (int ky = 0; ky < K; ++ky) {
+        const float *row = padded + (oy * S + ky) * g.pw + ox * S;
+        for (int kx = 0; kx < K; ++kx) tail[ky * K + kx] += drow[ox] * row[kx];
+      }
+    }
+  }
+  for (int t = 0; t < K * K; ++t) {
+    float sum = tail[t];
+    for (int v = 0; v < kLanes; ++v) sum += acc[t][v];
+    dw[t] += sum;
+  }
+}
+
+template <int S>
+void BackwardWeightPlaneGeneric(const Geometry &g, const float *dy, const float *padded, float *dw) {
+  const int64_t k = g.k;
+  for (int64_t ky = 0; ky < k; ++ky) {
+    for (int64_t kx = 0; kx < k; ++kx) {
+      float acc = 0.0f;
+      for (int64_t oy = 0; oy < g.oh; ++oy) {
+        const float *drow = dy + oy * g.ow;
+        const float *row = padded + (oy * S + ky) * g.pw + kx;
+#pragma omp simd reduction(+ : acc)
+        for (int64_t ox = 0; ox < g.ow; ++ox) acc += drow[ox] * row[ox * S];
+      }
+      dw[ky * k + kx] += acc;
+    }
+  }
+}
+
+void BackwardWeightPlane(const Geometry &g, const float *dy, const float *padded, float *dw) {
+  if (g.k == 3 && g.s == 1) return BackwardWeightPlaneFixed<3, 1>(g, dy, padded, dw);
+  if (g.k == 3 && g.s == 2) return BackwardWeightPlaneFixed<3, 2>(g, dy, padded, dw);
+  if (g.k == 5 && g.s == 1) return BackwardWeightPlaneFixed<5, 1>(g, dy, padded, dw);
+  if (g.k == 5 && g.s == 2) return BackwardWeightPlaneFixed<5, 2>(g, dy, padded, dw);
+  if (g.s == 1) return BackwardWeightPlaneGeneric<1>(g, dy, padded, dw);
+  BackwardWeightPlaneGeneric<2>(g, dy, padded, dw);
+}
+
+bool IsFloat4d(int nparam, int expected, const int *ndims, const char **dtypes) {
+  if (nparam != expected) return false;
+  for (int i = 0; i < nparam; ++i) {
+    if (ndims[i] != 4 || std::strcmp(dtypes[i], "float32") != 0) return false;
+  }
+  return true;
+}
+
+int Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int64_t s, bool same) {
+  if (!IsFloat4d(nparam, 3, ndims, dtypes)) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *w = static_cast<const float *>(params[1]);
+  float *y = static_cast<float *>(params[2]);
+  const Geometry g = MakeGeometry(shapes[0], shapes[2], shapes[1][2], s, same);
+  ParallelFor(g.n * g.c, [&](int64_t begin, int64_t end) {
+    std::vector<float> padded(g.ph * g.pw);
+    for (int64_t p = begin; p < end; ++p) {
+      PadPlane(g, x + p * g.h * g.w, padded.data());
+      ForwardPlane(g, padded.data(), w + (p % g.c) * g.k * g.k, y + p * g.oh * g.ow);
+    }
+  });
+  return 0;
+}
+
+int BackwardInput(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int64_t s,
+                  bool same) {
+  if (!IsFloat4d(nparam, 4, ndims, dtypes)) return 1;
+  const float *dy = static_cast<const float *>(params[0]);
+  const float *w = static_cast<const float *>(params[1]);
+  float *dx = static_cast<float *>(params[3]);
+  const Geometry g = MakeGeometry(shapes[2], shapes[0], shapes[1][2], s, same);
+  ParallelFor(g.n * g.c, [&](int64_t begin, int64_t end) {
+    std::vector<float> padded(std::max(g.ph * g.pw, (g.h + g.k - 1) * (g.w + g.k - 1)));
+    for (int64_t p = begin; p < end; ++p) {
+      BackwardInputPlane(g, dy + p * g.oh * g.ow, w + (p % g.c) * g.k * g.k, padded.data(), dx + p * g.h * g.w);
+    }
+  });
+  return 0;
+}
+
+int BackwardWeight(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int64_t s,
+                   bool same) {
+  if (!IsFloat4d(nparam, 4, ndims, dtypes)) return 1;
+  const float *dy = static_cast<const float *>(params[0]);
+  const float *x = static_cast<const float *>(params[1]);
+  float *dw = static_cast<float *>(params[3]);
+  const Geometry g = MakeGeometry(shapes[1], shapes[0], shapes[2][2], s, same);
+  ParallelFor(g.c, [&](int64_t begin, int64_t end) {  // by channel: each thread owns its weights, no reduction
+    std::vector<float> padded(g.ph * g.pw);
+    for (int64_t ch = begin; ch < end; ++ch) {
+      float *dwc = dw + ch * g.k * g.k;
+      std::fill(dwc, dwc + g.k * g.k, 0.0f);
+      for (int64_t b = 0; b < g.n; ++b) {
+        const int64_t p = b * g.c + ch;
+        PadPlane(g, x + p * g.h * g.w, padded.data());
+        BackwardWeightPlane(g, dy + p * g.oh * g.ow, padded.data(), dwc);
+      }
+    }
+  });
+  return 0;
+}
+
+}  // namespace
+
+#define DW_ENTRY(NAME, IMPL, S, SAME)                                                                          \
+  extern "C" int NAME(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *stream, \
+                      void *extra) {                                                                         \
+    return IMPL(nparam, params, ndims, shapes, dtypes, S, SAME);                                             \
+  }
+
+DW_ENTRY(DwForwardS1Pad, Forward, 1, false)
+DW_ENTRY(DwForwardS2Pad, Forward, 2, false)
+DW_ENTRY(DwForwardS1Same, Forward, 1, true)
+DW_ENTRY(DwForwardS2Same, Forward, 2, true)
+DW_ENTRY(DwBackwardInputS1Pad, BackwardInput, 1, false)
+DW_ENTRY(DwBackwardInputS2Pad, BackwardInput, 2, false)
+DW_ENTRY(DwBackwardInputS1Same, BackwardInput, 1, true)
+DW_ENTRY(DwBackwardInputS2Same, BackwardInput, 2, true)
+DW_ENTRY(DwBackwardWeightS1Pad, BackwardWeight, 1, false)
+DW_ENTRY(DwBackwardWeightS2Pad, BackwardWeight, 2, false)
+DW_ENTRY(DwBackwardWeightS1Same, BackwardWeight, 1, true)
+DW_ENTRY(DwBackwardWeightS2Same, BackwardWeight, 2, true)

@@ -1,0 +1,172 @@
+"""This package's CPU depthwise-convolution kernel computes what MindSpore's own operator computes.
+
+Forward, gradient w.r.t. the input and w.r.t. the weights, for every geometry the models use (kernel 3 and 5,
+stride 1 and 2, ``pad`` and TF's ``same`` padding, odd and even sizes), in graph and PyNative mode, alone and inside a
+whole network; and the fallbacks: turned off, no compiler, a failed build. Speed is in BENCHMARKS.md, not here.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import Tensor, nn, ops
+
+import mindcv_mobilenet as mm
+from mindcv_mobilenet import kernels
+from mindcv_mobilenet.kernels import depthwise
+from mindcv_mobilenet.kernels.depthwise import DepthwiseConv2d, depthwise_cells
+from mindcv_mobilenet.models.layers import exportable_operators
+
+needs_kernel = pytest.mark.skipif(kernels.library_path("depthwise_conv") is None,
+                                  reason="the depthwise kernel could not be built here (no C++ compiler?)")
+
+
+def _reset_kernel_caches():
+    kernels.library_path.cache_clear()
+    depthwise.depthwise_op.cache_clear()
+
+
+@pytest.fixture
+def fresh_kernels(monkeypatch):
+    """Kernel lookups start over and are reset afterwards (they are cached per process)."""
+    _reset_kernel_caches()
+    yield monkeypatch
+    monkeypatch.undo()
+    _reset_kernel_caches()
+
+
+class _Loss(nn.Cell):
+    """``sum(net(x) * weights)``: a fixed random output gradient."""
+
+    def __init__(self, net: nn.Cell, out_grad: Tensor) -> None:
+        super().__init__()
+        self.net = net
+        self.out_grad = out_grad
+
+    def construct(self, x):
+        return (self.net(x) * self.out_grad).sum()
+
+
+def _forward_and_grads(net: nn.Cell, x: Tensor, out_grad: np.ndarray):
+    loss = _Loss(net, Tensor(out_grad))
+    grad_fn = ops.GradOperation(get_all=True, get_by_list=True)(loss, ms.ParameterTuple(net.trainable_params()))
+    input_grads, weight_grads = grad_fn(x)
+    return net(x).asnumpy(), input_grads[0].asnumpy(), [g.asnumpy() for g in weight_grads]
+
+
+def _rel_err(got, want) -> float:
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    return float(np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-30))
+
+
+GEOMETRIES = [  # channels, size, kernel, stride, pad_mode
+    (8, 9, 3, 1, "pad"), (8, 10, 3, 2, "pad"), (6, 11, 5, 2, "pad"), (4, 7, 5, 1, "pad"), (16, 33, 3, 1, "pad"),
+    (5, 8, 3, 2, "same"), (5, 9, 5, 1, "same"), (3, 7, 3, 2, "same"), (4, 12, 5, 2, "same"),
+]
+
+
+@needs_kernel
+@pytest.mark.parametrize("mode", [ms.GRAPH_MODE, ms.PYNATIVE_MODE])
+@pytest.mark.parametrize("channels,size,kernel,stride,pad_mode", GEOMETRIES)
+def test_kernel_matches_stock_operator(mode, channels, size, kernel, stride, pad_mode):
+    ms.set_context(mode=mode)
+    rng = np.random.default_rng(channels * size + kernel + stride)
+    padding = (kernel - 1) // 2 if pad_mode == "pad" else 0
+    ours = DepthwiseConv2d(channels, kernel, stride, pad_mode=pad_mode, padding=padding, has_bias=True)
+    stock = DepthwiseConv2d(channels, kernel, stride, pad_mode=pad_mode, padding=padding, has_bias=True)
+    assert ours.use_kernel
+    stock.use_kernel = False
+    for mine, theirs in zip(ours.get_parameters(), stock.get_parameters(), strict=True):
+        value = rng.standard_normal(mine.shape).astype(np.float32)
+        mine.set_data(Tensor(value))
+        theirs.set_data(Tensor(value))
+    x = Tensor(rng.standard_normal((3, channels, size, size)).astype(np.float32))
+    want_out = stock(x).asnumpy()
+    out_grad = rng.standard_normal(want_out.shape).astype(np.float32)
+    got, want = _forward_and_grads(ours, x, out_grad), _forward_and_grads(stock, x, out_grad)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-5)
+    assert _rel_err(got[1], want[1]) < 1e-5
+    for got_grad, want_grad in zip(got[2], want[2], strict=True):
+        assert _rel_err(got_grad, want_grad) < 1e-5
+
+
+@needs_kernel
+@pytest.mark.parametrize("name", ["mobilenet_v3_small_075", "mobilenet_v2_035", "tf_mobilenet_v1_025"])
+def test_whole_network_same_logits_and_gradients(name):
+    """Training mode (batch-statistics BN), every parameter's gradient: kernel vs stock depthwise convolutions."""
+    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_seed(0)
+    ours = mm.create_model(name, num_classes=10, drop_rate=0.0)  # no dropout: its masks differ between the two nets
+    stock = mm.create_model(name, num_classes=10, drop_rate=0.0)
+    ms.load_param_into_net(stock, {p.name: p for p in ours.get_parameters()})
+    assert depthwise_cells(ours) and all(cell.use_kernel for cell in depthwise_cells(ours))
+    for cell in depthwise_cells(stock):
+        cell.use_kernel = False
+    ours.set_train(True)
+    stock.set_train(True)
+    rng = np.random.default_rng(0)
+    x = Tensor(rng.standard_normal((4, 3, 64, 64)).astype(np.float32))
+    out_grad = rng.standard_normal((4, 10)).astype(np.float32)
+    got, want = _forward_and_grads(ours, x, out_grad), _forward_and_grads(stock, x, out_grad)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-4, atol=1e-4)
+    assert _rel_err(got[1], want[1]) < 1e-4
+    # Per parameter, relative to the largest gradient: some are zero in exact arithmetic (a BN's input shift) and
+    # hold only float noise, which any change of summation order redraws.
+    scale = max(float(np.abs(g).max()) for g in want[2])
+    errors = [float(np.abs(g - w).max()) / scale for g, w in zip(got[2], want[2], strict=True)]
+    assert max(errors) < 1e-4, errors
+
+
+def test_models_use_the_kernel_for_every_depthwise_convolution():
+    model = mm.create_model("mobilenet_v2_100")
+    depthwise_convs = [c for _, c in model.cells_and_names() if isinstance(c, nn.Conv2d) and c.group > 1]
+    assert len(depthwise_convs) == 17
+    assert all(isinstance(c, DepthwiseConv2d) for c in depthwise_convs)
+    assert {p.name for p in model.get_parameters()} == {p.name for p in mm.create_model("mobilenet_v2_100")
+                                                        .get_parameters()}
+
+
+def test_geometries_the_kernel_does_not_cover_use_the_stock_operator():
+    assert not DepthwiseConv2d(4, 3, 1, pad_mode="pad", padding=0).use_kernel  # asymmetric to the kernel's rule
+    assert not DepthwiseConv2d(4, 3, 3, pad_mode="pad", padding=1).use_kernel  # stride 3
+    assert not DepthwiseConv2d(4, 3, 1, pad_mode="pad", padding=2, dilation=2).use_kernel
+
+
+@needs_kernel
+def test_export_sees_only_stock_operators():
+    model = mm.create_model("mobilenet_v3_small_075")
+    with exportable_operators(model):
+        assert not any(cell.use_kernel for cell in depthwise_cells(model))
+    assert all(cell.use_kernel for cell in depthwise_cells(model))
+
+
+def test_opt_out_uses_the_stock_operator(fresh_kernels):
+    fresh_kernels.setenv(kernels.OPT_OUT_ENV, "1")
+    assert kernels.library_path("depthwise_conv") is None
+    assert not DepthwiseConv2d(8, 3, 1, pad_mode="pad", padding=1).use_kernel
+
+
+def test_no_compiler_warns_once_and_falls_back(fresh_kernels, caplog):
+    fresh_kernels.setattr(kernels, "_compiler", lambda: None)
+    with caplog.at_level(logging.WARNING, logger="mindcv_mobilenet"):
+        model = mm.create_model("mobilenet_v3_small_075", num_classes=10)
+    warnings = [r.getMessage() for r in caplog.records if "compiler" in r.getMessage()]
+    assert len(warnings) == 1 and "stock" in warnings[0]
+    assert not any(cell.use_kernel for cell in depthwise_cells(model))
+    model.set_train(False)
+    assert model(Tensor(np.zeros((1, 3, 32, 32), np.float32))).shape == (1, 10)
+
+
+def test_failed_build_names_the_error_and_leaves_nothing(tmp_path):
+    source = tmp_path / "broken.cc"
+    source.write_text("this is not C++\n")
+    target = tmp_path / "out" / "broken.so"
+    compiler = kernels._compiler()
+    if compiler is None:
+        pytest.skip("no C++ compiler here")
+    error = kernels._compile(compiler, str(source), str(target))
+    assert error and "error" in error.lower()
+    assert not target.exists() and not list((tmp_path / "out").iterdir())
