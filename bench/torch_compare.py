@@ -2,8 +2,10 @@
 
 Issue 14's protocol: fp32, batch 32, 2 threads, a fresh process per row; training at 112 px (forward, backward,
 momentum SGD step), inference at 224 px (BatchNorm folded on our side; ``torch.inference_mode`` on theirs), PyTorch at
-the better of NCHW and channels_last. PyTorch is optional and runs in its own interpreter (``--torch_python``, a
-virtualenv with ``torch``/``torchvision`` CPU wheels), so this package's environment never needs it.
+the better of NCHW and channels_last. Each row also says which fraction of the machine's fp32 matrix-multiply peak
+it reaches (2 FLOPs per multiply-add of convolutions and dense layers; a training step counted as 3 forwards).
+PyTorch is optional and runs in its own interpreter (``--torch_python``, a virtualenv with ``torch``/``torchvision``
+CPU wheels), so this package's environment never needs it.
 
     python -m bench.torch_compare torch '{"name": "mobilenet_v2_100", "task": "train", ...}'   # one row (internal)
 """
@@ -27,6 +29,7 @@ TORCHVISION_NAMES = {
 }
 TASKS = {"train": 112, "infer": 224}  # task -> image size of the protocol
 THREADS = 2
+TRAIN_FORWARDS = 3  # a training step ~ forward + gradient w.r.t. inputs + gradient w.r.t. weights
 
 
 def _torchvision_models():
@@ -90,11 +93,13 @@ def ours_row(name: str, task: str, image_size: int, batch: int, repeats: int) ->
 
     from mindcv_mobilenet.models import create_model
     from mindcv_mobilenet.models.fuse import fuse_bn
+    from mindcv_mobilenet.profile import count_macs
 
     ms.set_context(mode=ms.GRAPH_MODE)
     ms.set_seed(0)
     rng = np.random.default_rng(0)
     model = create_model(name)
+    macs = count_macs(model, image_size)
     images = Tensor(rng.standard_normal((batch, 3, image_size, image_size), dtype=np.float32))
     if task == "infer":
         model = fuse_bn(model)
@@ -106,9 +111,31 @@ def ours_row(name: str, task: str, image_size: int, batch: int, repeats: int) ->
         step_cell = nn.TrainOneStepCell(nn.WithLossCell(model, nn.CrossEntropyLoss()), optimizer)
         step_cell.set_train(True)
         first, step = first_and_median(lambda: step_cell(images, labels).asnumpy(), repeats)
+    flops = 2 * macs * batch * (TRAIN_FORWARDS if task == "train" else 1)
     return {"framework": f"mindspore {ms.__version__} graph", "model": name, "task": task, "image_size": image_size,
             "batch": batch, "first_s": first, "step_s": step, "images_per_s": batch / step,
+            "gflops_per_s": flops / step / 1e9,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def matmul_peak(size: int = 2048, repeats: int = 5) -> dict:
+    """The machine's fp32 matrix-multiply rate in MindSpore (graph mode, one ``size``-square MatMul), in GFLOP/s."""
+    import mindspore as ms
+    import numpy as np
+    from mindspore import Tensor, nn, ops
+
+    ms.set_context(mode=ms.GRAPH_MODE)
+
+    class _MatMul(nn.Cell):
+        def construct(self, a, b):
+            return ops.matmul(a, b)
+
+    rng = np.random.default_rng(0)
+    a, b = (Tensor(rng.standard_normal((size, size), dtype=np.float32)) for _ in range(2))
+    net = _MatMul()
+    first, step = first_and_median(lambda: net(a, b).asnumpy(), repeats)
+    return {"framework": f"mindspore {ms.__version__} graph", "task": "matmul", "size": size, "step_s": step,
+            "gflops_per_s": 2 * size**3 / step / 1e9}
 
 
 def run_row(python: str, side: str, spec: dict, timeout: float = 1800) -> dict:
@@ -124,7 +151,14 @@ def run_row(python: str, side: str, spec: dict, timeout: float = 1800) -> dict:
 
 def compare(models: list[str], torch_python: str, batch: int = 32, repeats: int = 5, log=print) -> list[dict]:
     """For each model and task: our row, then PyTorch NCHW and channels_last, back to back; plus the ratio."""
-    rows = []
+    peak = run_row(sys.executable, "peak", {})
+    if "error" in peak:
+        log(f"matmul peak: ERROR {peak['error'][-300:]}")
+        peak_gflops = None
+    else:
+        peak_gflops = peak["gflops_per_s"]
+        log(f"fp32 matmul peak ({peak['size']}x{peak['size']}, {THREADS} threads): {peak_gflops:.1f} GFLOP/s")
+    rows = [peak]
     for name in models:
         if name not in TORCHVISION_NAMES:
             log(f"{name}: torchvision has no such architecture, skipped")
@@ -132,7 +166,14 @@ def compare(models: list[str], torch_python: str, batch: int = 32, repeats: int 
         for task, image_size in TASKS.items():
             spec = {"name": name, "task": task, "image_size": image_size, "batch": batch, "repeats": repeats}
             ours = run_row(sys.executable, "ours", spec)
+            if peak_gflops and "error" not in ours:
+                ours["fraction_of_matmul_peak"] = ours["gflops_per_s"] / peak_gflops
             theirs = [run_row(torch_python, "torch", dict(spec, channels_last=c)) for c in (False, True)]
+            if peak_gflops and "error" not in ours:  # the same architecture: the same FLOPs per image
+                for row in theirs:
+                    if "error" not in row:
+                        row["gflops_per_s"] = ours["gflops_per_s"] / ours["images_per_s"] * row["images_per_s"]
+                        row["fraction_of_matmul_peak"] = row["gflops_per_s"] / peak_gflops
             for row in [ours, *theirs]:
                 log(format_row(row))
             rows += [ours, *theirs]
@@ -147,13 +188,18 @@ def compare(models: list[str], torch_python: str, batch: int = 32, repeats: int 
 def format_row(row: dict) -> str:
     if "error" in row:
         return f"{row['model']:<24} {row['task']:<5} {row['framework']:<28} ERROR {row['error'][-300:]}"
+    peak = (f"  {row['gflops_per_s']:5.1f} GFLOP/s = {100 * row['fraction_of_matmul_peak']:4.1f}% of matmul peak"
+            if "fraction_of_matmul_peak" in row else "")
     return (f"{row['model']:<24} {row['task']:<5} {row['framework']:<28} {row['image_size']:>4} px  "
-            f"{row['images_per_s']:8.1f} img/s  1st call {row['first_s']:6.1f} s  peak {row['peak_rss_mb']:6.0f} MB")
+            f"{row['images_per_s']:8.1f} img/s  1st call {row['first_s']:6.1f} s  peak {row['peak_rss_mb']:6.0f} MB"
+            + peak)
 
 
 if __name__ == "__main__":
     _side, _spec = sys.argv[1], json.loads(sys.argv[2])
-    if _side == "torch":
+    if _side == "peak":
+        _row = matmul_peak()
+    elif _side == "torch":
         _row = torch_row(_spec["name"], _spec["task"], _spec["image_size"], _spec["batch"], _spec["repeats"],
                          _spec["channels_last"])
     else:

@@ -104,6 +104,12 @@ def report(backends: tuple[str, ...] = DEVICES) -> list[str]:
     for device in backends:
         works, detail = probe_backend(device)
         lines.append(f"{device:<7} {'works' if works else 'not available'}: {detail}")
+        if device == "CPU":
+            from .kernels import build
+
+            path, how = build("depthwise_conv")
+            lines.append(f"        depthwise-convolution kernel {'ready' if path else 'not used'}: "
+                         f"{how}{f' ({path})' if path else ''}")
         if works or device == "CPU":
             continue
         if device == "GPU":

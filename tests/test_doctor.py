@@ -32,3 +32,9 @@ def test_ld_library_path_option_prints_one_line():
     run = subprocess.run([sys.executable, "-m", "mindcv_mobilenet.doctor", "--ld-library-path"], capture_output=True,
                          text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": REPO}, timeout=120)
     assert run.returncode == 0 and len(run.stdout.splitlines()) <= 1
+
+
+def test_report_says_whether_the_cpu_kernel_is_used():
+    lines = doctor.report(("CPU",))
+    kernel = [line for line in lines if "depthwise-convolution kernel" in line]
+    assert len(kernel) == 1 and ("ready" in kernel[0] or "not used" in kernel[0])

@@ -25,6 +25,7 @@ needs_kernel = pytest.mark.skipif(kernels.library_path("depthwise_conv") is None
 
 
 def _reset_kernel_caches():
+    kernels.build.cache_clear()
     kernels.library_path.cache_clear()
     depthwise.depthwise_op.cache_clear()
 

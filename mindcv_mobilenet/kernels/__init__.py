@@ -3,9 +3,9 @@
 MindSpore 2.10's CPU depthwise convolution (oneDNN, im2col + GEMM per channel) is the largest item of MobileNet
 training on CPU; ``depthwise_conv.cc`` replaces it (forward and both gradients) where it can run. The library is
 compiled once per source version, compiler and CPU into the package's cache (``kernels/`` under
-``$MINDCV_MOBILENET_CACHE``, else ``~/.cache/mindcv_mobilenet``) with the C++ compiler found (``$CXX``, ``g++``, ``c++``, ``clang++``). Where none is
-present, or the build fails, the models use MindSpore's stock operators (same results, slower) and one warning says
-why. ``MINDCV_MOBILENET_NO_CUSTOM_KERNELS=1`` turns the kernels off.
+``$MINDCV_MOBILENET_CACHE``, else ``~/.cache/mindcv_mobilenet``) with the C++ compiler found (``$CXX``, ``g++``,
+``c++``, ``clang++``). Where none is present, or the build fails, the models use MindSpore's stock operators (same
+results, slower) and one warning says why. ``MINDCV_MOBILENET_NO_CUSTOM_KERNELS=1`` turns the kernels off.
 """
 
 from __future__ import annotations
@@ -71,25 +71,32 @@ def _compile(compiler: str, source: str, target: str) -> str | None:
     return error
 
 
-@functools.lru_cache(maxsize=None)
-def library_path(name: str) -> str | None:
-    """Path of the compiled ``<name>.cc`` library, building it on first use; None when it cannot be had (warned)."""
+@functools.cache
+def build(name: str) -> tuple[str | None, str]:
+    """``(path, how)``: the compiled ``<name>.cc`` library, built on first use, and how it was had; path None when it
+    cannot be (``how`` then says why and what to do)."""
     if kernels_disabled():
-        return None
+        return None, f"turned off by {OPT_OUT_ENV}"
     source = os.path.join(_SOURCE_DIR, f"{name}.cc")
     compiler = _compiler()
     if compiler is None:
-        _logger.warning("no C++ compiler found (g++, c++, clang++ or $CXX): MobileNet depthwise convolutions use "
-                        "MindSpore's stock CPU kernels, which train several times slower; install g++ to speed up")
-        return None
+        return None, "no C++ compiler found (g++, c++, clang++ or $CXX): install g++ to speed up CPU training"
     with open(source, "rb") as f:
         digest = hashlib.sha256(f.read() + " ".join([compiler, *_BASE_FLAGS]).encode() + _cpu_identity().encode())
     target = os.path.join(default_cache_dir(), "kernels", f"{name}-{digest.hexdigest()[:16]}.so")
     if os.path.isfile(target):
-        return target
+        return target, f"built earlier with {compiler}"
     error = _compile(compiler, source, target)
     if error is not None:
-        _logger.warning(f"could not build {name}.cc with {compiler} ({error}): using MindSpore's stock CPU kernels "
-                        f"instead (same results, slower)")
-        return None
-    return target
+        return None, f"{compiler} could not build {name}.cc ({error})"
+    return target, f"built now with {compiler}"
+
+
+@functools.cache
+def library_path(name: str) -> str | None:
+    """Path of the compiled ``<name>.cc`` library; None when it cannot be had (said once, unless turned off)."""
+    path, how = build(name)
+    if path is None and not kernels_disabled():
+        _logger.warning(f"{how}; MobileNet depthwise convolutions use MindSpore's stock CPU kernels instead (same "
+                        "results, training several times slower)")
+    return path

@@ -32,7 +32,7 @@ def _output_size(size: int, kernel: int, stride: int, same: bool) -> int:
     return (size + 2 * ((kernel - 1) // 2) - kernel) // stride + 1
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def depthwise_op(stride: int, same: bool) -> _Kernel | None:
     """The forward custom operator for ``stride`` and padding rule, with its gradients as bprop; None if unbuilt."""
     path = library_path(_LIBRARY)

@@ -86,6 +86,12 @@ Geometry MakeGeometry(const int64_t *in_shape, const int64_t *out_shape, int64_t
   return g;
 }
 
+// Floats a per-thread plane buffer needs: the padded plane plus the slack that the flattened loops below read past
+// its end (always zero, never used for a kept output).
+constexpr int kLanes = 16;
+
+int64_t PlaneBufferSize(const Geometry &g) { return (g.ph + 2) * g.pw + g.k + kLanes; }
+
 // Copies one input plane into the zero-padded buffer (rows/columns outside the input are zero).
 void PadPlane(const Geometry &g, const float *plane, float *padded) {
   std::fill(padded, padded + g.ph * g.pw, 0.0f);
@@ -128,7 +134,34 @@ void ForwardPlaneGeneric(const Geometry &g, const float *padded, const float *wk
   }
 }
 
-void ForwardPlane(const Geometry &g, const float *padded, const float *wk, float *out) {
+// The same sum over the flattened padded plane: output i = oy * pw + ox reads padded[S * i + ky * pw + kx], so one
+// vectorised loop covers the whole plane (columns ox >= ow are computed and dropped). Small planes (7 x 7, 4 x 4:
+// most of MobileNetV3 at low resolution) then run in vector registers instead of per-row scalar remainders.
+template <int K, int S>
+void ForwardPlaneFlat(const Geometry &g, const float *padded, const float *wk, float *out, float *pitched) {
+  const int64_t length = g.oh * g.pw;
+  const int64_t pw = g.pw;
+#pragma omp simd
+  for (int64_t i = 0; i < length; ++i) {
+    float acc = 0.0f;
+    for (int ky = 0; ky < K; ++ky) {
+      for (int kx = 0; kx < K; ++kx) acc += wk[ky * K + kx] * padded[S * i + ky * pw + kx];
+    }
+    pitched[i] = acc;
+  }
+  for (int64_t oy = 0; oy < g.oh; ++oy) std::memcpy(out + oy * g.ow, pitched + oy * g.pw, g.ow * sizeof(float));
+}
+
+// Flattened where the rows are short or the stride is 1 (little of the flattened work is dropped), per row else.
+bool UseFlat(const Geometry &g) { return g.s == 1 || g.ow < kLanes; }
+
+void ForwardPlane(const Geometry &g, const float *padded, const float *wk, float *out, float *pitched) {
+  if (UseFlat(g)) {
+    if (g.k == 3 && g.s == 1) return ForwardPlaneFlat<3, 1>(g, padded, wk, out, pitched);
+    if (g.k == 3 && g.s == 2) return ForwardPlaneFlat<3, 2>(g, padded, wk, out, pitched);
+    if (g.k == 5 && g.s == 1) return ForwardPlaneFlat<5, 1>(g, padded, wk, out, pitched);
+    if (g.k == 5 && g.s == 2) return ForwardPlaneFlat<5, 2>(g, padded, wk, out, pitched);
+  }
   if (g.k == 3 && g.s == 1) return ForwardPlaneFixed<3, 1>(g, padded, wk, out);
   if (g.k == 3 && g.s == 2) return ForwardPlaneFixed<3, 2>(g, padded, wk, out);
   if (g.k == 5 && g.s == 1) return ForwardPlaneFixed<5, 1>(g, padded, wk, out);
@@ -157,7 +190,8 @@ void BackwardInputPlaneStride(const Geometry &g, const float *dy, const float *w
 
 // Stride 1: dx[y, x] = sum_{ky, kx} w[ky, kx] * dy[y + pt - ky, x + pl - kx], i.e. the forward kernel run on dy padded
 // by (k - 1 - pt, k - 1 - pl) with the taps flipped; one pass, sums in registers, no scatter.
-void BackwardInputPlaneGather(const Geometry &g, const float *dy, const float *wk, float *padded, float *dx) {
+void BackwardInputPlaneGather(const Geometry &g, const float *dy, const float *wk, float *padded, float *dx,
+                              float *pitched) {
   Geometry t = g;  // the transposed convolution as a forward one: input dy (oh x ow), output dx (h x w)
   t.h = g.oh;
   t.w = g.ow;
@@ -170,11 +204,12 @@ void BackwardInputPlaneGather(const Geometry &g, const float *dy, const float *w
   float flipped[64];
   for (int64_t i = 0; i < g.k * g.k; ++i) flipped[i] = wk[g.k * g.k - 1 - i];
   PadPlane(t, dy, padded);
-  ForwardPlane(t, padded, flipped, dx);
+  ForwardPlane(t, padded, flipped, dx, pitched);
 }
 
-void BackwardInputPlane(const Geometry &g, const float *dy, const float *wk, float *padded, float *dx) {
-  if (g.s == 1 && g.k <= 8) return BackwardInputPlaneGather(g, dy, wk, padded, dx);
+void BackwardInputPlane(const Geometry &g, const float *dy, const float *wk, float *padded, float *dx,
+                        float *pitched) {
+  if (g.s == 1 && g.k <= 8) return BackwardInputPlaneGather(g, dy, wk, padded, dx, pitched);
   if (g.s == 1) {
     BackwardInputPlaneStride<1>(g, dy, wk, padded);
   } else {
@@ -189,7 +224,6 @@ void BackwardInputPlane(const Geometry &g, const float *dy, const float *wk, flo
 
 // dw[ky, kx] += sum_{oy, ox} dy[oy, ox] * padded[oy * S + ky, ox * S + kx]. Each output-gradient element is read once
 // for all K * K taps: the taps' partial sums stay in kLanes-wide accumulators (vector registers) across a whole plane.
-constexpr int kLanes = 16;
 
 template <int K, int S>
 void BackwardWeightPlaneFixed(const Geometry &g, const float *dy, const float *padded, float *dw) {
@@ -221,6 +255,40 @@ void BackwardWeightPlaneFixed(const Geometry &g, const float *dy, const float *p
   }
 }
 
+// The flattened form (see ForwardPlaneFlat): dy copied into rows of the padded pitch with zeros past ow, so the
+// dropped columns contribute nothing.
+template <int K, int S>
+void BackwardWeightPlaneFlat(const Geometry &g, const float *dy, const float *padded, float *dw, float *pitched) {
+  const int64_t length = g.oh * g.pw;
+  const int64_t pw = g.pw;
+  for (int64_t oy = 0; oy < g.oh; ++oy) {
+    std::memcpy(pitched + oy * pw, dy + oy * g.ow, g.ow * sizeof(float));
+    std::fill(pitched + oy * pw + g.ow, pitched + (oy + 1) * pw, 0.0f);
+  }
+  float acc[K * K][kLanes] = {};
+  const int64_t body = length - length % kLanes;
+  for (int64_t i = 0; i < body; i += kLanes) {
+    for (int ky = 0; ky < K; ++ky) {
+      for (int kx = 0; kx < K; ++kx) {
+        const float *src = padded + S * i + ky * pw + kx;
+#pragma omp simd
+        for (int v = 0; v < kLanes; ++v) acc[ky * K + kx][v] += pitched[i + v] * src[S * v];
+      }
+    }
+  }
+  float tail[K * K] = {};
+  for (int64_t i = body; i < length; ++i) {
+    for (int ky = 0; ky < K; ++ky) {
+      for (int kx = 0; kx < K; ++kx) tail[ky * K + kx] += pitched[i] * padded[S * i + ky * pw + kx];
+    }
+  }
+  for (int t = 0; t < K * K; ++t) {
+    float sum = tail[t];
+    for (int v = 0; v < kLanes; ++v) sum += acc[t][v];
+    dw[t] += sum;
+  }
+}
+
 template <int S>
 void BackwardWeightPlaneGeneric(const Geometry &g, const float *dy, const float *padded, float *dw) {
   const int64_t k = g.k;
@@ -238,7 +306,13 @@ void BackwardWeightPlaneGeneric(const Geometry &g, const float *dy, const float 
   }
 }
 
-void BackwardWeightPlane(const Geometry &g, const float *dy, const float *padded, float *dw) {
+void BackwardWeightPlane(const Geometry &g, const float *dy, const float *padded, float *dw, float *pitched) {
+  if (UseFlat(g)) {
+    if (g.k == 3 && g.s == 1) return BackwardWeightPlaneFlat<3, 1>(g, dy, padded, dw, pitched);
+    if (g.k == 3 && g.s == 2) return BackwardWeightPlaneFlat<3, 2>(g, dy, padded, dw, pitched);
+    if (g.k == 5 && g.s == 1) return BackwardWeightPlaneFlat<5, 1>(g, dy, padded, dw, pitched);
+    if (g.k == 5 && g.s == 2) return BackwardWeightPlaneFlat<5, 2>(g, dy, padded, dw, pitched);
+  }
   if (g.k == 3 && g.s == 1) return BackwardWeightPlaneFixed<3, 1>(g, dy, padded, dw);
   if (g.k == 3 && g.s == 2) return BackwardWeightPlaneFixed<3, 2>(g, dy, padded, dw);
   if (g.k == 5 && g.s == 1) return BackwardWeightPlaneFixed<5, 1>(g, dy, padded, dw);
@@ -262,10 +336,10 @@ int Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char 
   float *y = static_cast<float *>(params[2]);
   const Geometry g = MakeGeometry(shapes[0], shapes[2], shapes[1][2], s, same);
   ParallelFor(g.n * g.c, [&](int64_t begin, int64_t end) {
-    std::vector<float> padded(g.ph * g.pw);
+    std::vector<float> padded(PlaneBufferSize(g)), pitched(PlaneBufferSize(g));
     for (int64_t p = begin; p < end; ++p) {
       PadPlane(g, x + p * g.h * g.w, padded.data());
-      ForwardPlane(g, padded.data(), w + (p % g.c) * g.k * g.k, y + p * g.oh * g.ow);
+      ForwardPlane(g, padded.data(), w + (p % g.c) * g.k * g.k, y + p * g.oh * g.ow, pitched.data());
     }
   });
   return 0;
@@ -279,9 +353,11 @@ int BackwardInput(int nparam, void **params, int *ndims, int64_t **shapes, const
   float *dx = static_cast<float *>(params[3]);
   const Geometry g = MakeGeometry(shapes[2], shapes[0], shapes[1][2], s, same);
   ParallelFor(g.n * g.c, [&](int64_t begin, int64_t end) {
-    std::vector<float> padded(std::max(g.ph * g.pw, (g.h + g.k - 1) * (g.w + g.k - 1)));
+    const int64_t size = std::max(PlaneBufferSize(g), (g.h + g.k + 1) * (g.w + g.k - 1) + g.k + kLanes);
+    std::vector<float> padded(size), pitched(size);
     for (int64_t p = begin; p < end; ++p) {
-      BackwardInputPlane(g, dy + p * g.oh * g.ow, w + (p % g.c) * g.k * g.k, padded.data(), dx + p * g.h * g.w);
+      BackwardInputPlane(g, dy + p * g.oh * g.ow, w + (p % g.c) * g.k * g.k, padded.data(), dx + p * g.h * g.w,
+                         pitched.data());
     }
   });
   return 0;
@@ -295,14 +371,14 @@ int BackwardWeight(int nparam, void **params, int *ndims, int64_t **shapes, cons
   float *dw = static_cast<float *>(params[3]);
   const Geometry g = MakeGeometry(shapes[1], shapes[0], shapes[2][2], s, same);
   ParallelFor(g.c, [&](int64_t begin, int64_t end) {  // by channel: each thread owns its weights, no reduction
-    std::vector<float> padded(g.ph * g.pw);
+    std::vector<float> padded(PlaneBufferSize(g)), pitched(PlaneBufferSize(g));
     for (int64_t ch = begin; ch < end; ++ch) {
       float *dwc = dw + ch * g.k * g.k;
       std::fill(dwc, dwc + g.k * g.k, 0.0f);
       for (int64_t b = 0; b < g.n; ++b) {
         const int64_t p = b * g.c + ch;
         PadPlane(g, x + p * g.h * g.w, padded.data());
-        BackwardWeightPlane(g, dy + p * g.oh * g.ow, padded.data(), dwc);
+        BackwardWeightPlane(g, dy + p * g.oh * g.ow, padded.data(), dwc, pitched.data());
       }
     }
   });
