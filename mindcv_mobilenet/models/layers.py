@@ -27,18 +27,27 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
     return rounded
 
 
-class _HardActivation(nn.Cell):
+class _FastOrExportable(nn.Cell):
+    """A cell with a fast MindSpore kernel to run and a formula of standard operators to export (same values).
+
+    :func:`exportable_operators` sets ``exportable`` on every such cell of a model for the duration of an export.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.exportable = False
+
+
+class _HardActivation(_FastOrExportable):
     """Base of the hard activations: MindSpore's fused kernel to run, a ReLU6 formula to export.
 
     MindSpore's ``HSwish``/``HSigmoid`` are one kernel each (several times faster on CPU than the formula's four),
-    but they have no ONNX mapping. :func:`exportable_operators` switches every instance in a model to the formula,
-    ``relu6(x + 3) / 6``, for the duration of an ONNX export; both compute the same values.
+    but they have no ONNX mapping; the export formula is ``relu6(x + 3) / 6``.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.relu6 = nn.ReLU6()
-        self.exportable = False
 
 
 class HardSigmoid(_HardActivation):
@@ -62,8 +71,9 @@ class HardSwish(_HardActivation):
 @contextlib.contextmanager
 def exportable_operators(model: nn.Cell) -> Iterator[nn.Cell]:
     """Within the block, ``model`` runs standard operators only (same values): hard activations as their ReLU6
-    formula, depthwise convolutions as MindSpore's own (an exported file must not call this package's CPU kernel)."""
-    activations = [cell for _, cell in model.cells_and_names() if isinstance(cell, _HardActivation)]
+    formula, global pooling as a mean, depthwise convolutions as MindSpore's own (an exported file must not call this
+    package's CPU kernel)."""
+    activations = [cell for _, cell in model.cells_and_names() if isinstance(cell, _FastOrExportable)]
     depthwise = [cell for _, cell in model.cells_and_names() if isinstance(cell, DepthwiseConv2d)]
     kernel_state = [cell.use_kernel for cell in depthwise]
     for cell in activations:
@@ -107,15 +117,25 @@ def conv_bn_act(
     return layers
 
 
-class GlobalAvgPool(nn.Cell):
-    """Mean over the spatial axes (``AdaptiveAvgPool2d(1)``), optionally keeping them as 1x1."""
+class GlobalAvgPool(_FastOrExportable):
+    """Mean over the spatial axes (``AdaptiveAvgPool2d(1)``), optionally keeping them as 1x1.
+
+    Runs MindSpore's ``AdaptiveAvgPool2D`` (on CPU 3-4x faster than ``ReduceMean`` over the two spatial axes, forward
+    and backward together about 2x: MobileNetV3's squeeze-excite pools ten times per image); exports use the mean.
+    """
 
     def __init__(self, keep_dims: bool = False) -> None:
         super().__init__()
         self.keep_dims = keep_dims
+        self.pool = ops.AdaptiveAvgPool2D(1)
 
     def construct(self, x: Tensor) -> Tensor:
-        return ops.mean(x, axis=(2, 3), keep_dims=self.keep_dims)
+        if self.exportable:
+            return ops.mean(x, axis=(2, 3), keep_dims=self.keep_dims)
+        pooled = self.pool(x)
+        if self.keep_dims:
+            return pooled
+        return pooled.reshape(pooled.shape[0], pooled.shape[1])
 
 
 class SqueezeExcite(nn.Cell):
