@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -155,18 +156,30 @@ void ForwardPlaneFlat(const Geometry &g, const float *padded, const float *wk, f
 // Flattened where the rows are short or the stride is 1 (little of the flattened work is dropped), per row else.
 bool UseFlat(const Geometry &g) { return g.s == 1 || g.ow < kLanes; }
 
+// Calls body(K, S) with compile-time K in {3, 5} and S in {1, 2} matching g; false when g has another kernel size.
+template <class Body>
+bool WithFixedSizes(const Geometry &g, const Body &body) {
+  using K3 = std::integral_constant<int, 3>;
+  using K5 = std::integral_constant<int, 5>;
+  using S1 = std::integral_constant<int, 1>;
+  using S2 = std::integral_constant<int, 2>;
+  if (g.k == 3 && g.s == 1) return body(K3(), S1()), true;
+  if (g.k == 3 && g.s == 2) return body(K3(), S2()), true;
+  if (g.k == 5 && g.s == 1) return body(K5(), S1()), true;
+  if (g.k == 5 && g.s == 2) return body(K5(), S2()), true;
+  return false;
+}
+
 void ForwardPlane(const Geometry &g, const float *padded, const float *wk, float *out, float *pitched) {
-  if (UseFlat(g)) {
-    if (g.k == 3 && g.s == 1) return ForwardPlaneFlat<3, 1>(g, padded, wk, out, pitched);
-    if (g.k == 3 && g.s == 2) return ForwardPlaneFlat<3, 2>(g, padded, wk, out, pitched);
-    if (g.k == 5 && g.s == 1) return ForwardPlaneFlat<5, 1>(g, padded, wk, out, pitched);
-    if (g.k == 5 && g.s == 2) return ForwardPlaneFlat<5, 2>(g, padded, wk, out, pitched);
-  }
-  if (g.k == 3 && g.s == 1) return ForwardPlaneFixed<3, 1>(g, padded, wk, out);
-  if (g.k == 3 && g.s == 2) return ForwardPlaneFixed<3, 2>(g, padded, wk, out);
-  if (g.k == 5 && g.s == 1) return ForwardPlaneFixed<5, 1>(g, padded, wk, out);
-  if (g.k == 5 && g.s == 2) return ForwardPlaneFixed<5, 2>(g, padded, wk, out);
-  ForwardPlaneGeneric(g, padded, wk, out);
+  const bool flat = UseFlat(g);
+  const bool fixed = WithFixedSizes(g, [&](auto k, auto s) {
+    if (flat) {
+      ForwardPlaneFlat<k(), s()>(g, padded, wk, out, pitched);
+    } else {
+      ForwardPlaneFixed<k(), s()>(g, padded, wk, out);
+    }
+  });
+  if (!fixed) ForwardPlaneGeneric(g, padded, wk, out);
 }
 
 // Scatters one output-gradient plane into the padded input-gradient buffer: the transpose of ForwardPlane.
@@ -307,18 +320,20 @@ void BackwardWeightPlaneGeneric(const Geometry &g, const float *dy, const float 
 }
 
 void BackwardWeightPlane(const Geometry &g, const float *dy, const float *padded, float *dw, float *pitched) {
-  if (UseFlat(g)) {
-    if (g.k == 3 && g.s == 1) return BackwardWeightPlaneFlat<3, 1>(g, dy, padded, dw, pitched);
-    if (g.k == 3 && g.s == 2) return BackwardWeightPlaneFlat<3, 2>(g, dy, padded, dw, pitched);
-    if (g.k == 5 && g.s == 1) return BackwardWeightPlaneFlat<5, 1>(g, dy, padded, dw, pitched);
-    if (g.k == 5 && g.s == 2) return BackwardWeightPlaneFlat<5, 2>(g, dy, padded, dw, pitched);
+  const bool flat = UseFlat(g);
+  const bool fixed = WithFixedSizes(g, [&](auto k, auto s) {
+    if (flat) {
+      BackwardWeightPlaneFlat<k(), s()>(g, dy, padded, dw, pitched);
+    } else {
+      BackwardWeightPlaneFixed<k(), s()>(g, dy, padded, dw);
+    }
+  });
+  if (fixed) return;
+  if (g.s == 1) {
+    BackwardWeightPlaneGeneric<1>(g, dy, padded, dw);
+  } else {
+    BackwardWeightPlaneGeneric<2>(g, dy, padded, dw);
   }
-  if (g.k == 3 && g.s == 1) return BackwardWeightPlaneFixed<3, 1>(g, dy, padded, dw);
-  if (g.k == 3 && g.s == 2) return BackwardWeightPlaneFixed<3, 2>(g, dy, padded, dw);
-  if (g.k == 5 && g.s == 1) return BackwardWeightPlaneFixed<5, 1>(g, dy, padded, dw);
-  if (g.k == 5 && g.s == 2) return BackwardWeightPlaneFixed<5, 2>(g, dy, padded, dw);
-  if (g.s == 1) return BackwardWeightPlaneGeneric<1>(g, dy, padded, dw);
-  BackwardWeightPlaneGeneric<2>(g, dy, padded, dw);
 }
 
 bool IsFloat4d(int nparam, int expected, const int *ndims, const char **dtypes) {
