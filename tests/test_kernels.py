@@ -121,13 +121,18 @@ def test_whole_network_same_logits_and_gradients(name):
     assert max(errors) < 1e-4, errors
 
 
-def test_models_use_the_kernel_for_every_depthwise_convolution():
+def test_models_use_the_kernel_for_every_depthwise_convolution(fresh_kernels):
     model = mm.create_model("mobilenet_v2_100")
     depthwise_convs = [c for _, c in model.cells_and_names() if isinstance(c, nn.Conv2d) and c.group > 1]
     assert len(depthwise_convs) == 17
     assert all(isinstance(c, DepthwiseConv2d) for c in depthwise_convs)
-    assert {p.name for p in model.get_parameters()} == {p.name for p in mm.create_model("mobilenet_v2_100")
-                                                        .get_parameters()}
+    # checkpoints are interchangeable: the same parameters, names and shapes with the kernel as without it
+    fresh_kernels.setenv(kernels.OPT_OUT_ENV, "1")
+    _reset_kernel_caches()
+    stock = mm.create_model("mobilenet_v2_100")
+    assert not any(cell.use_kernel for cell in depthwise_cells(stock))
+    assert ({(p.name, p.shape) for p in model.get_parameters()}
+            == {(p.name, p.shape) for p in stock.get_parameters()})
 
 
 def test_geometries_the_kernel_does_not_cover_use_the_stock_operator():
@@ -140,7 +145,8 @@ def test_geometries_the_kernel_does_not_cover_use_the_stock_operator():
 def test_export_sees_only_stock_operators():
     model = mm.create_model("mobilenet_v3_small_075")
     with exportable_operators(model):
-        assert not any(cell.use_kernel for cell in depthwise_cells(model))
+        assert all(cell.exportable for cell in depthwise_cells(model))
+    assert not any(cell.exportable for cell in depthwise_cells(model))
     assert all(cell.use_kernel for cell in depthwise_cells(model))
 
 

@@ -35,7 +35,7 @@ def kernels_disabled() -> bool:
 
 def _compiler() -> str | None:
     candidates = [os.environ.get("CXX"), "g++", "c++", "clang++"]
-    return next((shutil.which(c) for c in candidates if c and shutil.which(c)), None)
+    return next(filter(None, (shutil.which(c) for c in candidates if c)), None)
 
 
 def _cpu_identity() -> str:

@@ -75,7 +75,8 @@ class DepthwiseConv2d(nn.Conv2d):
     """``nn.Conv2d(channels, channels, k, group=channels)`` running this package's CPU kernel where it applies.
 
     ``use_kernel`` is fixed when the cell is built (the device MindSpore targets then, the kernel library built);
-    ``models.layers.exportable_operators`` switches it off for exports, which must hold only standard operators.
+    ``exportable`` (set by ``models.layers.exportable_operators`` during exports, which must hold only standard
+    operators) runs the stock operator whatever ``use_kernel`` says.
     """
 
     def __init__(self, channels: int, kernel_size: int, stride: int = 1, pad_mode: str = "pad", padding: int = 0,
@@ -86,9 +87,10 @@ class DepthwiseConv2d(nn.Conv2d):
         on_cpu = ms.get_context("device_target") == "CPU"
         self.kernel = depthwise_op(*geometry) if geometry is not None and on_cpu else None
         self.use_kernel = self.kernel is not None
+        self.exportable = False
 
     def construct(self, x: Tensor) -> Tensor:
-        if self.use_kernel and x.dtype == ms.float32:
+        if self.use_kernel and not self.exportable and x.dtype == ms.float32:
             output = self.kernel(x, self.weight)
         else:
             output = self.conv2d(x, self.weight)

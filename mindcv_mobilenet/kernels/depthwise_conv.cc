@@ -236,7 +236,16 @@ void BackwardInputPlane(const Geometry &g, const float *dy, const float *wk, flo
 }
 
 // dw[ky, kx] += sum_{oy, ox} dy[oy, ox] * padded[oy * S + ky, ox * S + kx]. Each output-gradient element is read once
-// for all K * K taps: the taps' partial sums stay in kLanes-wide accumulators (vector registers) across a whole plane.
+// for all K * K taps: the taps' partial sums stay in kLanes-wide accumulators (vector registers) across a whole plane,
+// and are added up here at the end, with the scalar remainder's sums.
+template <int K>
+void AddLaneSums(const float (&acc)[K * K][kLanes], const float (&tail)[K * K], float *dw) {
+  for (int t = 0; t < K * K; ++t) {
+    float sum = tail[t];
+    for (int v = 0; v < kLanes; ++v) sum += acc[t][v];
+    dw[t] += sum;
+  }
+}
 
 template <int K, int S>
 void BackwardWeightPlaneFixed(const Geometry &g, const float *dy, const float *padded, float *dw) {
@@ -261,11 +270,7 @@ void BackwardWeightPlaneFixed(const Geometry &g, const float *dy, const float *p
       }
     }
   }
-  for (int t = 0; t < K * K; ++t) {
-    float sum = tail[t];
-    for (int v = 0; v < kLanes; ++v) sum += acc[t][v];
-    dw[t] += sum;
-  }
+  AddLaneSums<K>(acc, tail, dw);
 }
 
 // The flattened form (see ForwardPlaneFlat): dy copied into rows of the padded pitch with zeros past ow, so the
@@ -295,11 +300,7 @@ void BackwardWeightPlaneFlat(const Geometry &g, const float *dy, const float *pa
       for (int kx = 0; kx < K; ++kx) tail[ky * K + kx] += pitched[i] * padded[S * i + ky * pw + kx];
     }
   }
-  for (int t = 0; t < K * K; ++t) {
-    float sum = tail[t];
-    for (int v = 0; v < kLanes; ++v) sum += acc[t][v];
-    dw[t] += sum;
-  }
+  AddLaneSums<K>(acc, tail, dw);
 }
 
 template <int S>

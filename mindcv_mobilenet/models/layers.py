@@ -73,20 +73,14 @@ def exportable_operators(model: nn.Cell) -> Iterator[nn.Cell]:
     """Within the block, ``model`` runs standard operators only (same values): hard activations as their ReLU6
     formula, global pooling as a mean, depthwise convolutions as MindSpore's own (an exported file must not call this
     package's CPU kernel)."""
-    activations = [cell for _, cell in model.cells_and_names() if isinstance(cell, _FastOrExportable)]
-    depthwise = [cell for _, cell in model.cells_and_names() if isinstance(cell, DepthwiseConv2d)]
-    kernel_state = [cell.use_kernel for cell in depthwise]
-    for cell in activations:
+    cells = [cell for _, cell in model.cells_and_names() if isinstance(cell, (_FastOrExportable, DepthwiseConv2d))]
+    for cell in cells:
         cell.exportable = True
-    for cell in depthwise:
-        cell.use_kernel = False
     try:
         yield model
     finally:
-        for cell in activations:
+        for cell in cells:
             cell.exportable = False
-        for cell, state in zip(depthwise, kernel_state, strict=True):
-            cell.use_kernel = state
 
 
 ACTIVATIONS: dict[str, Callable[[], nn.Cell]] = {
