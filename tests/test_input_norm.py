@@ -24,7 +24,7 @@ def test_uint8_batches_normalised_in_the_network_match_the_host(messy_tree):
         loader = create_loader(dataset, 4, transform=create_transforms("folder", 32), normalize_on_device=on_device)
         batches[on_device] = (np.concatenate([b["image"] for b in iterate(loader)]), loader.info.input_normalization)
     (host, none), (raw, (mean, std)) = batches[False], batches[True]
-    assert none is None and raw.dtype == np.uint8 and raw.shape == host.shape == (8, 3, 32, 32)
+    assert none is None and raw.dtype == np.uint8 and raw.shape == (8, 32, 32, 3) and host.shape == (8, 3, 32, 32)
     normalised = NormalizedInput(nn.Identity(), mean, std)(ms.Tensor(raw)).asnumpy()
     np.testing.assert_allclose(normalised, host, rtol=1e-6, atol=1e-6)
 

@@ -7,6 +7,7 @@ image is scored once.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -18,10 +19,11 @@ from ..utils.errors import ConfigError, DataError
 from .cifar10 import ArraySource, load_cifar10
 from .constants import RESOURCES_DIR, dataset_spec
 from .download import CIFAR10_MD5, CIFAR10_URL, download_cifar10
-from .folder import ImageFileSource, check_root, resolve_split_dir, scan_image_folder
-from .stats import DatasetStats
+from .folder import MANIFEST_USAGE, ImageFileSource, check_root, resolve_split_dir, scan_image_folder
+from .stats import NAMES_IN_REPORT, DatasetStats
 
 CIFAR10_DEMO_DIR = os.path.join(RESOURCES_DIR, "cifar10_demo")
+_logger = logging.getLogger("mindcv_mobilenet.data")
 EXTRA_OPTIONS = ("python_multiprocessing", "exact_shards", "url", "md5", "file_md5s")
 
 
@@ -58,8 +60,10 @@ class DatasetInfo:
     """What a pipeline carries about its data: one typed record, ``dataset.info`` on every dataset from
     :func:`create_dataset` and every loader from :func:`~.loader.create_loader` (read it with :func:`dataset_info`).
 
-    ``batches`` and ``input_normalization`` are the loader's: its batches per pass (stated, so MindSpore need not
-    run the pipeline to count them) and the (mean, std) it left to the network (``normalize_on_device``).
+    ``reader`` says who reads the files: ``python`` (the checking reader, :class:`~.folder.ImageFileSource`) or
+    ``c++`` (a manifest of the files that reader found good, on later passes). ``batches`` and
+    ``input_normalization`` are the loader's: its batches per pass (stated, so MindSpore need not run the pipeline
+    to count them) and the (mean, std) it left to the network (``normalize_on_device``).
     """
 
     name: str
@@ -67,6 +71,7 @@ class DatasetInfo:
     root: str
     stats: DatasetStats
     encoded: bool = False
+    reader: str = "python"
     batches: int | None = None
     input_normalization: tuple | None = None
 
@@ -100,6 +105,19 @@ class DataSource:
     def encoded(self) -> bool:
         """True when rows hold encoded image bytes that a decoding op must come first for."""
         return bool(getattr(self.source, "encoded", False))
+
+    @property
+    def fully_read(self) -> bool:
+        """True when an image-file source has read every file once, so pipelines can read in C++ from now on."""
+        return bool(getattr(self.source, "fully_read", False))
+
+    def share_reads(self, sum_over_ranks, ranks: int) -> None:
+        """Tell this rank's source what the other ranks' readers found in their shards (no-op for CIFAR-10).
+
+        Every rank must call it (``sum_over_ranks`` is an all-reduce sum); it merges until all ranks have every file.
+        """
+        if hasattr(self.source, "merge_kinds") and sum_over_ranks([self.fully_read])[0] < ranks:
+            self.source.merge_kinds(sum_over_ranks)
 
 
 def load_source(name: str = "", root: str | None = None, split: str = "train", download: bool = False,
@@ -161,7 +179,9 @@ def create_dataset(
             (disjoint shards; default: True unless split is train), ``url``/``md5``/``file_md5s`` (download
             overrides).
 
-    Image-file sets also carry a ``bad_file`` column (see :mod:`.stats`), which :func:`create_loader` consumes. The
+    Image-file sets read by the checking Python reader also carry a ``bad_file`` column (see :mod:`.stats`), which
+    :func:`create_loader` consumes; a ``data_source`` that has read every file once is read in C++ from a manifest
+    of its good files instead (``dataset.info.reader``; :meth:`~.folder.ImageFileSource.manifest`). The
     returned dataset carries a :class:`DatasetInfo` (``dataset.info``: name, class names, folder, bad-file counts).
     """
     unknown = sorted(set(kwargs) - set(EXTRA_OPTIONS))
@@ -174,14 +194,41 @@ def create_dataset(
     name, split, source = data_source.name, data_source.split, data_source.source
     exact = kwargs.get("exact_shards")
     exact = (split or "").lower() not in ("train", "training") if exact is None else bool(exact)
-    sampler = make_sampler(len(source), shuffle, num_samples, num_shards, shard_id, exact)
-    # Reading bytes is light work: one reader keeps up with several C++ decoding threads (create_loader's map).
-    workers = max(1, num_parallel_workers or 1) if kwargs.get("python_multiprocessing") else 1
-    dataset = ds.GeneratorDataset(source, column_names=list(source.column_names), sampler=sampler,
-                                  num_parallel_workers=workers, python_multiprocessing=workers > 1)
-    if dataset.get_dataset_size() == 0:
+    if data_source.fully_read:
+        dataset, size = _manifest_dataset(data_source, shuffle, num_samples, num_shards, shard_id, exact,
+                                          num_parallel_workers)
+    else:
+        size = len(source)
+        sampler = make_sampler(size, shuffle, num_samples, num_shards, shard_id, exact)
+        # Reading bytes is light work: one reader keeps up with several C++ decoding threads (create_loader's map).
+        workers = max(1, num_parallel_workers or 1) if kwargs.get("python_multiprocessing") else 1
+        dataset = ds.GeneratorDataset(source, column_names=list(source.column_names), sampler=sampler,
+                                      num_parallel_workers=workers, python_multiprocessing=workers > 1)
+    if size == 0 or dataset.get_dataset_size() == 0:
         raise DataError(f"{name} split '{split}' in {data_source.root} gives no samples for shard {shard_id} of "
                         f"{num_shards}")
     dataset.info = DatasetInfo(name, data_source.class_names, data_source.root, data_source.stats,
-                               data_source.encoded)
+                               data_source.encoded, "c++" if data_source.fully_read else "python")
     return dataset
+
+
+def _manifest_dataset(data_source: DataSource, shuffle: bool, num_samples: int | None, num_shards: int | None,
+                      shard_id: int | None, exact: bool, workers: int | None) -> tuple[ds.Dataset, int]:
+    """(files read in C++ from the manifest of the good ones, how many): for passes after the first.
+
+    Same rows as the Python reader's (encoded bytes, int32 label; converted files as BMP) without its checks, which
+    every file has passed; files found bad are left out (named here, as the first pass did) rather than replaced,
+    so shards are made over the good files.
+    """
+    source = data_source.source
+    manifest, lines = source.manifest()
+    bad = source.bad_indices
+    if len(bad) and not shard_id:
+        shown = ", ".join(data_source.stats.name(int(i)) for i in bad[:NAMES_IN_REPORT])
+        _logger.warning("leaving out %d file(s) of %s found undecodable on an earlier pass: %s%s", len(bad),
+                        data_source.root, shown, ", ..." if len(bad) > NAMES_IN_REPORT else "")
+    sampler = make_sampler(len(lines), shuffle, num_samples, num_shards, shard_id, exact)
+    dataset = ds.ManifestDataset(manifest, usage=MANIFEST_USAGE, sampler=sampler,
+                                 class_indexing={str(i): i for i in range(len(data_source.class_names))},
+                                 num_parallel_workers=workers or default_workers())
+    return dataset, len(lines)

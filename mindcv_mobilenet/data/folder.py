@@ -1,19 +1,27 @@
 """Class-per-folder image trees (ImageNet's ``train/<synset>/...`` layout and any custom one) as a random-access source.
 
-The source reads each file's bytes and checks them (:func:`~.decode.load_encoded`); decoding happens later in
+The source reads each file's bytes and checks them (:func:`~.decode.read_encoded`); decoding happens later in
 MindSpore's C++ operators. A file that cannot be decoded becomes a counted, skipped row instead of a pipeline crash.
+The source remembers what it found in each file, so once every file has been read (after the first pass) later
+pipelines read the files in C++ from a manifest of the good ones (:meth:`ImageFileSource.manifest`) and skip the
+Python reader.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from typing import List, Sequence, Tuple
+import shutil
+import tempfile
+import weakref
+from typing import Callable, List, Sequence, Tuple
 
 import numpy as np
 
+from ..utils.download import default_cache_dir
 from ..utils.errors import DataError
 from .constants import IMAGE_EXTENSIONS
-from .decode import load_encoded, placeholder_jpeg
+from .decode import placeholder_jpeg, read_encoded
 
 # What a requested split may be called on disk, in order of preference.
 SPLIT_ALIASES = {
@@ -26,6 +34,11 @@ SPLIT_ALIASES["eval"] = SPLIT_ALIASES["val"]
 SPLIT_ALIASES["training"] = SPLIT_ALIASES["train"]
 
 PLACEHOLDER = placeholder_jpeg()
+
+# What reading found in a file (ImageFileSource.kinds): not read yet, a JPEG the C++ decoder takes as it is, an image
+# PIL had to convert (CMYK, PNG with alpha...), or one that cannot be decoded.
+UNREAD, AS_IS, CONVERTED, BAD = 0, 1, 2, 3
+MANIFEST_USAGE = "train"  # ManifestDataset filters lines by usage; every line carries this one
 
 
 def list_image_files(folder: str, follow_links: bool = False) -> list[str]:
@@ -96,6 +109,9 @@ class ImageFileSource:
     ``SUBSTITUTE_TRIES`` files: evaluation drops such rows, training keeps the substitute so every batch stays full
     (:class:`~.stats.BadFileGuard` counts both). The rows need a decoding op first (``encoded``), which
     :func:`~.loader.create_loader` adds.
+
+    ``kinds`` records what each read found (``AS_IS``, ``CONVERTED``, ``BAD``); read in this process only (not with
+    ``python_multiprocessing``), so a source run in worker processes never learns it and stays on this reader.
     """
 
     column_names = ["image", "label", "bad_file"]
@@ -105,15 +121,20 @@ class ImageFileSource:
     def __init__(self, samples: Sequence[Tuple[str, int]]) -> None:
         self.paths = [p for p, _ in samples]
         self.labels = np.asarray([label for _, label in samples], dtype=np.int32)
+        self.kinds = np.full(len(self.paths), UNREAD, np.int8)
+        self._manifest: tuple[str, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def _load(self, index: int) -> np.ndarray | None:
         try:
-            return load_encoded(self.paths[index])
+            data, as_is = read_encoded(self.paths[index])
         except Exception:  # noqa: BLE001 - any decoder failure means "skip this file"
+            self.kinds[index] = BAD
             return None
+        self.kinds[index] = AS_IS if as_is else CONVERTED
+        return data
 
     def __getitem__(self, index: int):
         index = int(index)
@@ -126,3 +147,63 @@ class ImageFileSource:
             if image is not None:
                 return image, self.labels[other], np.int32(index)
         return PLACEHOLDER, self.labels[index], np.int32(index)
+
+    @property
+    def fully_read(self) -> bool:
+        """True once every file has been read (by this process, or by another rank, see :meth:`merge_kinds`)."""
+        return bool((self.kinds != UNREAD).all())
+
+    @property
+    def bad_indices(self) -> np.ndarray:
+        return np.flatnonzero(self.kinds == BAD)
+
+    def merge_kinds(self, sum_over_ranks: Callable[[np.ndarray], np.ndarray]) -> None:
+        """Add what the other ranks' readers found: each rank reads its own shard, the manifest needs all files.
+
+        ``sum_over_ranks``: an all-reduce sum (:meth:`~mindcv_mobilenet.engine.distributed.Reducer.sum`). A file
+        read by several ranks has the same kind on each, so kind sum / read count is that kind.
+        """
+        seen = (self.kinds != UNREAD).astype(np.float32)
+        kind_sum, read_count = sum_over_ranks(np.stack([self.kinds.astype(np.float32), seen]))
+        known = read_count > 0
+        self.kinds[known] = np.rint(kind_sum[known] / read_count[known]).astype(np.int8)
+
+    def manifest(self) -> tuple[str, np.ndarray]:
+        """(a MindSpore manifest file of every readable file, in sample order; the sample index of each line).
+
+        For ``ds.ManifestDataset`` (C++ reading, no Python per image). Only once :attr:`fully_read`: bad files are
+        left out, and files the C++ decoder cannot take as they are (``CONVERTED``) are converted once into the
+        manifest's folder, a temporary folder under the package cache removed when the source goes away.
+        """
+        if not self.fully_read:
+            raise RuntimeError("ImageFileSource.manifest needs every file read once first")
+        if self._manifest is None:
+            cache = os.path.join(default_cache_dir(), "manifests")
+            os.makedirs(cache, exist_ok=True)
+            folder = tempfile.mkdtemp(prefix="run-", dir=cache)
+            weakref.finalize(self, shutil.rmtree, folder, True)
+            lines = []
+            for index in np.flatnonzero(self.kinds != BAD):
+                path = self.paths[index]
+                if self.kinds[index] == CONVERTED:
+                    path = self._write_converted(index, folder)
+                    if path is None:
+                        continue
+                annotation = [{"type": "label", "name": str(int(self.labels[index]))}]
+                lines.append((index, json.dumps({"source": path, "usage": MANIFEST_USAGE, "annotation": annotation})))
+            manifest = os.path.join(folder, "files.manifest")
+            with open(manifest, "w", encoding="utf-8") as f:
+                f.writelines(line + "\n" for _, line in lines)
+            self._manifest = (manifest, np.asarray([index for index, _ in lines], dtype=np.int64))
+        return self._manifest
+
+    def _write_converted(self, index: int, folder: str) -> str | None:
+        """The file converted to the BMP the reader hands on (None, and marked bad, when it no longer reads)."""
+        try:
+            data, _ = read_encoded(self.paths[index])
+        except Exception:  # noqa: BLE001 - changed on disk since it was read: skip it from now on
+            self.kinds[index] = BAD
+            return None
+        path = os.path.join(folder, f"{index}.bmp")
+        data.tofile(path)
+        return path

@@ -33,7 +33,7 @@ def _concat_branches(image, image_aug1, image_aug2, label):
 
 
 def _without_normalize(transform, separate: bool, mixing: float) -> tuple:
-    """(the ops without their Normalize, (mean, std)); refused where float images are needed after it."""
+    """(the ops without their Normalize and HWC2CHW, (mean, std)); refused where float images are needed after it."""
     ops = list(transform)
     where = [i for i, op in enumerate(ops) if isinstance(op, vision.Normalize)]
     tail_ok = len(where) == 1 and all(isinstance(op, vision.HWC2CHW) for op in ops[where[0] + 1:])
@@ -42,8 +42,8 @@ def _without_normalize(transform, separate: bool, mixing: float) -> tuple:
             "normalize_on_device needs a transform that ends with Normalize (then HWC2CHW) and no mixup, cutmix, "
             "random erasing or augment splits: turn those off or set normalize_on_device False"
         )
-    normalize = ops.pop(where[0])
-    return ops, (tuple(normalize.mean), tuple(normalize.std))
+    normalize = ops[where[0]]
+    return ops[:where[0]], (tuple(normalize.mean), tuple(normalize.std))
 
 
 def create_loader(
@@ -75,14 +75,15 @@ def create_loader(
         num_classes: width of the soft labels.
         transform: op list from :func:`create_transforms` (default: the data set's own recipe at 224 px), or the
             (primary, secondary, final) tuple with ``separate=True``.
-        target_transform: label ops (default: cast to int32).
+        target_transform: label ops (default: cast to int32, for datasets not made by :func:`create_dataset`).
         num_parallel_workers: threads for the transform ops (with decoding; default for image folders: one per
             core, up to 8). python_multiprocessing: run them in processes.
         label_smoothing: smoothing folded into the soft labels when mixup/cutmix is on (otherwise leave it to the
             loss: labels stay int32).
-        normalize_on_device: leave out the transform's ``Normalize``: images are uint8 NCHW and the network
-            normalises them (wrap it in :class:`~mindcv_mobilenet.models.input_norm.NormalizedInput` with
-            ``loader.info.input_normalization``, the (mean, std) left out; None when the loader normalises).
+        normalize_on_device: leave out the transform's ``Normalize`` and ``HWC2CHW``: images are uint8 NHWC and the
+            network transposes and normalises them (wrap it in
+            :class:`~mindcv_mobilenet.models.input_norm.NormalizedInput` with ``loader.info.input_normalization``,
+            the (mean, std) left out; None when the loader normalises).
 
     The loader carries the dataset's :class:`~.dataset.DatasetInfo` with its ``batches`` and
     ``input_normalization`` filled in (``loader.info``).
@@ -108,11 +109,13 @@ def create_loader(
     input_normalization = None
     if normalize_on_device:
         transform, input_normalization = _without_normalize(transform, separate and is_training, mixup + cutmix)
-    if encoded:  # decode in C++ as the first image op (only the crop, for a random-resized-crop recipe)
+    if encoded:  # decoding is the first image op (data/decode.py: decode_image)
         transform = (with_decode(transform[0]), *transform[1:]) if separate and is_training else with_decode(transform)
         num_parallel_workers = num_parallel_workers or default_workers()
-    dataset = _map(dataset, target_transform or transforms.TypeCast(ms.int32), "label",
-                   num_parallel_workers, python_multiprocessing)
+    if target_transform is None and not name:  # a dataset from elsewhere: labels may come in another integer type
+        target_transform = transforms.TypeCast(ms.int32)
+    if target_transform is not None:  # this package's data sets give int32 labels already: no extra stage
+        dataset = _map(dataset, target_transform, "label", num_parallel_workers, python_multiprocessing)
 
     branches = ["image"]
     if separate and is_training:

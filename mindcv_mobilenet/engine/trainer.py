@@ -194,7 +194,7 @@ class TrainingRun:
     num_classes: int
     steps_per_epoch: int
     train_source: DataSource
-    val_loader: object | None
+    val_source: DataSource | None
     train_cache: FeatureCache | None
     val_cache: FeatureCache | None
     state: TrainState
@@ -225,10 +225,12 @@ def _train(cfg: Config, info: DistInfo, run_dir: str) -> dict:
     last_val: dict | None = None
     for epoch in range(run.state.epoch, cfg.epoch_size):
         record, train_time, step_time = train_one_epoch(run, epoch)
+        share_reads(run, run.train_source)
         eval_time = 0.0
-        if run.val_loader is not None and (run.state.epoch % cfg.val_interval == 0
+        if run.val_source is not None and (run.state.epoch % cfg.val_interval == 0
                                            or run.state.epoch == cfg.epoch_size):
             last_val = evaluate_epoch(run)
+            share_reads(run, run.val_source)
             eval_time = last_val["time"]
             record.update(val_top1=last_val["top1"], val_top5=last_val["top5"], val_loss=last_val["loss"],
                           val_images=last_val["count"])
@@ -254,7 +256,8 @@ def build_run(cfg: Config, info: DistInfo, run_dir: str, log: RunLog) -> Trainin
     steps_per_epoch = loader_steps(train_loader)
     if steps_per_epoch == 0:
         raise UserError(f"no full batch of {cfg.batch_size} in the training data: lower batch_size")
-    val_loader = build_loader(cfg, cfg.val_split, False, info, num_classes) if cfg.val_while_train else None
+    val_source = (load_source(cfg.dataset, cfg.data_dir or None, cfg.val_split, cfg.dataset_download)
+                  if cfg.val_while_train else None)
 
     model = create_model(cfg.model, num_classes=num_classes, pretrained=cfg.pretrained, in_channels=cfg.in_channels,
                          checkpoint_path=cfg.ckpt_path or None, drop_rate=cfg.drop_rate)
@@ -263,7 +266,9 @@ def build_run(cfg: Config, info: DistInfo, run_dir: str, log: RunLog) -> Trainin
     if cfg.freeze_backbone:  # the head trains on features computed once (engine/finetune.py)
         train_cache = cache_features(
             model, iterate(build_loader(cfg, cfg.train_split, False, info, num_classes, train_source)), "training")
-        val_cache = cache_features(model, iterate(val_loader), "validation") if val_loader is not None else None
+        val_cache = (cache_features(model, iterate(build_loader(cfg, cfg.val_split, False, info, num_classes,
+                                                                val_source)), "validation")
+                     if val_source is not None else None)
         steps_per_epoch = train_cache.steps(cfg.batch_size, cfg.drop_remainder)  # = the loader's, checked above
     if cfg.mode == 1 and cfg.pynative_jit:
         jit_forward(model)
@@ -287,7 +292,7 @@ def build_run(cfg: Config, info: DistInfo, run_dir: str, log: RunLog) -> Trainin
                           cfg.clip_value, ema)
     step_cell.set_train(True)
     run = TrainingRun(cfg, info, model, network, step_cell, optimizer, ema, lrs, num_classes, steps_per_epoch,
-                      train_source, val_loader, train_cache, val_cache, TrainState(),
+                      train_source, val_source, train_cache, val_cache, TrainState(),
                       CheckpointManager(run_dir, cfg.model, cfg.keep_checkpoint_max, enabled=info.is_main),
                       Reducer(info), log, _DebugDump(info.rank),
                       sink=use_sink_mode(cfg.dataset_sink_mode) and train_cache is None)
@@ -367,13 +372,22 @@ def evaluate_epoch(run: TrainingRun) -> dict:
     """Top-1/Top-5/loss on the validation split (with the EMA weights when kept), exact over ranks; adds ``time``."""
     start = time.time()
     cfg = run.cfg
-    batches = run.val_cache.batches(cfg.batch_size) if run.val_cache is not None else iterate(run.val_loader)
+    if run.val_cache is not None:
+        batches = run.val_cache.batches(cfg.batch_size)
+    else:  # a new pipeline each time: once every file has been read, it reads them in C++ (data/folder.py)
+        batches = iterate(build_loader(cfg, cfg.val_split, False, run.info, run.num_classes, run.val_source))
     if run.ema is not None:
         with run.ema.swapped_in():
             metrics = evaluate(run.network, batches, run.reducer)
     else:
         metrics = evaluate(run.network, batches, run.reducer)
     return metrics | {"time": time.time() - start}
+
+
+def share_reads(run: TrainingRun, source: DataSource) -> None:
+    """Merge what the ranks' readers found in their shards, so every rank can switch to reading in C++."""
+    if run.info.distributed:
+        source.share_reads(run.reducer.sum, run.info.size)
 
 
 def save_checkpoints(run: TrainingRun, record: dict, improved: bool) -> None:
