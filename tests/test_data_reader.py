@@ -39,8 +39,10 @@ def test_second_pass_reads_in_cpp_and_gives_the_same_rows(messy_tree, caplog):
     assert first[0] == "python" and second[0] == "c++"
     np.testing.assert_array_equal(second[1], first[1])  # converted files come from their BMPs, same pixels
     np.testing.assert_array_equal(second[2], first[2])
-    left_out = [r.getMessage() for r in caplog.records if "leaving out 2 file(s)" in r.getMessage()]
-    assert len(left_out) == 1 and "truncated.jpg" in left_out[0] and "empty.jpg" in left_out[0]
+    report = [r.getMessage() for r in caplog.records if "epoch 2: skipped 2 image(s)" in r.getMessage()]
+    assert len(report) == 1 and "truncated.jpg" in report[0] and "empty.jpg" in report[0]
+    stats = source.stats
+    assert stats.epochs == 2 and stats.skipped == 4 and stats.bad_files == 2 and stats.last_epoch_skipped == 2
 
 
 def test_cpp_pass_shards_cover_every_good_file_once(messy_tree):

@@ -7,7 +7,6 @@ image is scored once.
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -20,10 +19,9 @@ from .cifar10 import ArraySource, load_cifar10
 from .constants import RESOURCES_DIR, dataset_spec
 from .download import CIFAR10_MD5, CIFAR10_URL, download_cifar10
 from .folder import MANIFEST_USAGE, ImageFileSource, check_root, resolve_split_dir, scan_image_folder
-from .stats import NAMES_IN_REPORT, DatasetStats
+from .stats import DatasetStats
 
 CIFAR10_DEMO_DIR = os.path.join(RESOURCES_DIR, "cifar10_demo")
-_logger = logging.getLogger("mindcv_mobilenet.data")
 EXTRA_OPTIONS = ("python_multiprocessing", "exact_shards", "url", "md5", "file_md5s")
 
 
@@ -217,16 +215,16 @@ def _manifest_dataset(data_source: DataSource, shuffle: bool, num_samples: int |
     """(files read in C++ from the manifest of the good ones, how many): for passes after the first.
 
     Same rows as the Python reader's (encoded bytes, int32 label; converted files as BMP) without its checks, which
-    every file has passed; files found bad are left out (named here, as the first pass did) rather than replaced,
-    so shards are made over the good files.
+    every file has passed; files found bad are left out (counted and named here, as the first pass did at its end)
+    rather than replaced, so shards are made over the good files.
     """
     source = data_source.source
     manifest, lines = source.manifest()
-    bad = source.bad_indices
-    if len(bad) and not shard_id:
-        shown = ", ".join(data_source.stats.name(int(i)) for i in bad[:NAMES_IN_REPORT])
-        _logger.warning("leaving out %d file(s) of %s found undecodable on an earlier pass: %s%s", len(bad),
-                        data_source.root, shown, ", ..." if len(bad) > NAMES_IN_REPORT else "")
+    if not shard_id:  # counted and named once over the ranks (evaluation sums the counts), when the pass starts
+        stats = data_source.stats
+        for index in source.bad_indices:
+            stats.record(int(index))
+        stats.end_epoch([stats.name(int(index)) for index in source.bad_indices])
     sampler = make_sampler(len(lines), shuffle, num_samples, num_shards, shard_id, exact)
     dataset = ds.ManifestDataset(manifest, usage=MANIFEST_USAGE, sampler=sampler,
                                  class_indexing={str(i): i for i in range(len(data_source.class_names))},

@@ -42,6 +42,17 @@ class DatasetStats:
             self.bad_file_names.append(name)
             self.bad_files = len(self.bad_file_names)
 
+    def end_epoch(self, names: Sequence[str]) -> None:
+        """Close an epoch in which the files ``names`` were skipped (already recorded), and say which."""
+        self.epochs += 1
+        self.last_epoch_skipped = len(names)
+        if names:
+            shown = ", ".join(names[:NAMES_IN_REPORT]) + (", ..." if len(names) > NAMES_IN_REPORT else "")
+            _logger.warning(
+                "epoch %d: skipped %d image(s) that could not be decoded (%d distinct bad file(s) so far): %s",
+                self.epochs, len(names), self.bad_files, shown,
+            )
+
 
 class BadFileGuard:
     """Removes (evaluation) or counts (training) rows whose file could not be decoded, and reports per epoch.
@@ -70,15 +81,7 @@ class BadFileGuard:
                 self._end_epoch()
 
     def _end_epoch(self) -> None:
-        names = self._epoch_names
-        self.stats.epochs += 1
-        self.stats.last_epoch_skipped = len(names)
-        if names:
-            shown = ", ".join(names[:NAMES_IN_REPORT]) + (", ..." if len(names) > NAMES_IN_REPORT else "")
-            _logger.warning(
-                "epoch %d: skipped %d image(s) that could not be decoded (%d distinct bad file(s) so far): %s",
-                self.stats.epochs, len(names), self.stats.bad_files, shown,
-            )
+        self.stats.end_epoch(self._epoch_names)
         self._epoch_names = []
 
     def keep(self, bad_file: np.ndarray) -> bool:
