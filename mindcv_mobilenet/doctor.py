@@ -105,11 +105,12 @@ def report(backends: tuple[str, ...] = DEVICES) -> list[str]:
         works, detail = probe_backend(device)
         lines.append(f"{device:<7} {'works' if works else 'not available'}: {detail}")
         if device == "CPU":
-            from .kernels import build
+            from .kernels import USED_FOR, build
 
-            path, how = build("depthwise_conv")
-            lines.append(f"        depthwise-convolution kernel {'ready' if path else 'not used'}: "
-                         f"{how}{f' ({path})' if path else ''}")
+            for library, used_for in USED_FOR.items():
+                path, how = build(library)
+                lines.append(f"        kernel for {used_for} {'ready' if path else 'not used'}: "
+                             f"{how}{f' ({path})' if path else ''}")
         if works or device == "CPU":
             continue
         if device == "GPU":

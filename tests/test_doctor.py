@@ -34,7 +34,8 @@ def test_ld_library_path_option_prints_one_line():
     assert run.returncode == 0 and len(run.stdout.splitlines()) <= 1
 
 
-def test_report_says_whether_the_cpu_kernel_is_used():
+def test_report_says_whether_the_cpu_kernels_are_used():
     lines = doctor.report(("CPU",))
-    kernel = [line for line in lines if "depthwise-convolution kernel" in line]
-    assert len(kernel) == 1 and ("ready" in kernel[0] or "not used" in kernel[0])
+    for used_for in ("depthwise convolutions", "hard-swish activations"):
+        kernel = [line for line in lines if f"kernel for {used_for}" in line]
+        assert len(kernel) == 1 and ("ready" in kernel[0] or "not used" in kernel[0])

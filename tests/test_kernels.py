@@ -1,8 +1,9 @@
-"""This package's CPU depthwise-convolution kernel computes what MindSpore's own operator computes.
+"""This package's CPU kernels (depthwise convolution, hard-swish) compute what MindSpore's own operators compute.
 
-Forward, gradient w.r.t. the input and w.r.t. the weights, for every geometry the models use (kernel 3 and 5,
-stride 1 and 2, ``pad`` and TF's ``same`` padding, odd and even sizes), in graph and PyNative mode, alone and inside a
-whole network; and the fallbacks: turned off, no compiler, a failed build. Speed is in BENCHMARKS.md, not here.
+Depthwise: forward, gradient w.r.t. the input and w.r.t. the weights, for every geometry the models use (kernel 3
+and 5, stride 1 and 2, ``pad`` and TF's ``same`` padding, odd and even sizes); hard-swish: forward and gradient on
+both sides of its kinks; in graph and PyNative mode, alone and inside a whole network; and the fallbacks: turned off,
+no compiler, a failed build. Speed is in BENCHMARKS.md, not here.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from mindspore import Tensor, nn, ops
 
 import mindcv_mobilenet as mm
 from mindcv_mobilenet import kernels
-from mindcv_mobilenet.kernels import depthwise
+from mindcv_mobilenet.kernels import activation, depthwise
 from mindcv_mobilenet.kernels.depthwise import DepthwiseConv2d, depthwise_cells
-from mindcv_mobilenet.models.layers import exportable_operators
+from mindcv_mobilenet.models.layers import HardSwish, exportable_operators
 
 needs_kernel = pytest.mark.skipif(kernels.library_path("depthwise_conv") is None,
                                   reason="the depthwise kernel could not be built here (no C++ compiler?)")
@@ -27,7 +28,9 @@ needs_kernel = pytest.mark.skipif(kernels.library_path("depthwise_conv") is None
 def _reset_kernel_caches():
     kernels.build.cache_clear()
     kernels.library_path.cache_clear()
+    kernels._WARNED.clear()
     depthwise.depthwise_op.cache_clear()
+    activation.hswish_op.cache_clear()
 
 
 @pytest.fixture
@@ -95,17 +98,40 @@ def test_kernel_matches_stock_operator(mode, channels, size, kernel, stride, pad
 
 
 @needs_kernel
+@pytest.mark.parametrize("mode", [ms.GRAPH_MODE, ms.PYNATIVE_MODE])
+def test_hswish_kernel_matches_stock_operator(mode):
+    ms.set_context(mode=mode)
+    ours, stock = HardSwish(), HardSwish()
+    assert ours.use_kernel
+    stock.use_kernel = False
+    rng = np.random.default_rng(1)
+    # values on both sides of the kinks at -3 and 3, and an odd size that is not a whole number of blocks or lanes
+    x = Tensor((rng.standard_normal((3, 5, 37, 41)) * 4).astype(np.float32))
+    out_grad = rng.standard_normal(x.shape).astype(np.float32)
+    got, want = _forward_and_grads(ours, x, out_grad), _forward_and_grads(stock, x, out_grad)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-6, atol=1e-6)
+    big = Tensor(rng.standard_normal((2, 8, 160, 160)).astype(np.float32))  # several blocks: the threaded path
+    np.testing.assert_allclose(ours(big).asnumpy(), stock(big).asnumpy(), rtol=1e-6, atol=1e-6)
+
+
+def _stock_operators(model: nn.Cell) -> None:
+    for _, cell in model.cells_and_names():
+        if isinstance(cell, (DepthwiseConv2d, HardSwish)):
+            cell.use_kernel = False
+
+
+@needs_kernel
 @pytest.mark.parametrize("name", ["mobilenet_v3_small_075", "mobilenet_v2_035", "tf_mobilenet_v1_025"])
 def test_whole_network_same_logits_and_gradients(name):
-    """Training mode (batch-statistics BN), every parameter's gradient: kernel vs stock depthwise convolutions."""
+    """Training mode (batch-statistics BN), every parameter's gradient: the kernels vs MindSpore's operators."""
     ms.set_context(mode=ms.GRAPH_MODE)
     ms.set_seed(0)
     ours = mm.create_model(name, num_classes=10, drop_rate=0.0)  # no dropout: its masks differ between the two nets
     stock = mm.create_model(name, num_classes=10, drop_rate=0.0)
     ms.load_param_into_net(stock, {p.name: p for p in ours.get_parameters()})
     assert depthwise_cells(ours) and all(cell.use_kernel for cell in depthwise_cells(ours))
-    for cell in depthwise_cells(stock):
-        cell.use_kernel = False
+    _stock_operators(stock)
     ours.set_train(True)
     stock.set_train(True)
     rng = np.random.default_rng(0)
@@ -154,6 +180,7 @@ def test_opt_out_uses_the_stock_operator(fresh_kernels):
     fresh_kernels.setenv(kernels.OPT_OUT_ENV, "1")
     assert kernels.library_path("depthwise_conv") is None
     assert not DepthwiseConv2d(8, 3, 1, pad_mode="pad", padding=1).use_kernel
+    assert kernels.library_path("activation") is None and not HardSwish().use_kernel
 
 
 def test_no_compiler_warns_once_and_falls_back(fresh_kernels, caplog):

@@ -1,11 +1,13 @@
 """CPU kernels of this package's own, built from C++ on first use and run as MindSpore AOT custom operators.
 
 MindSpore 2.10's CPU depthwise convolution (oneDNN, im2col + GEMM per channel) is the largest item of MobileNet
-training on CPU; ``depthwise_conv.cc`` replaces it (forward and both gradients) where it can run. The library is
-compiled once per source version, compiler and CPU into the package's cache (``kernels/`` under
-``$MINDCV_MOBILENET_CACHE``, else ``~/.cache/mindcv_mobilenet``) with the C++ compiler found (``$CXX``, ``g++``,
-``c++``, ``clang++``). Where none is present, or the build fails, the models use MindSpore's stock operators (same
-results, slower) and one warning says why. ``MINDCV_MOBILENET_NO_CUSTOM_KERNELS=1`` turns the kernels off.
+training on CPU; ``depthwise_conv.cc`` replaces it (forward and both gradients) where it can run, and
+``activation.cc`` replaces its hard-swish (3-10x slower than a memory-bound pass). Each library is compiled once
+per source version (its ``.cc`` and the shared ``parallel.h``), compiler and CPU into the package's cache
+(``kernels/`` under ``$MINDCV_MOBILENET_CACHE``, else ``~/.cache/mindcv_mobilenet``) with the C++ compiler found
+(``$CXX``, ``g++``, ``c++``, ``clang++``). Where none is present, or the build fails, the models use MindSpore's
+stock operators (same results, slower) and one warning says why. ``MINDCV_MOBILENET_NO_CUSTOM_KERNELS=1`` turns the
+kernels off.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import shutil
 import subprocess
 import tempfile
 
+from mindspore import ops
+
 from ..utils.download import default_cache_dir
 
 _logger = logging.getLogger("mindcv_mobilenet")
@@ -26,6 +30,10 @@ _logger = logging.getLogger("mindcv_mobilenet")
 OPT_OUT_ENV = "MINDCV_MOBILENET_NO_CUSTOM_KERNELS"
 _SOURCE_DIR = os.path.dirname(os.path.abspath(__file__))
 _BASE_FLAGS = ["-O3", "-std=c++17", "-fopenmp-simd", "-shared", "-fPIC", "-pthread"]
+_HEADERS = ("parallel.h",)
+# What falls back to MindSpore's stock operators when a library cannot be had (the warning says so).
+USED_FOR = {"depthwise_conv": "depthwise convolutions", "activation": "hard-swish activations"}
+_WARNED: set[str] = set()
 
 
 def kernels_disabled() -> bool:
@@ -81,8 +89,10 @@ def build(name: str) -> tuple[str | None, str]:
     compiler = _compiler()
     if compiler is None:
         return None, "no C++ compiler found (g++, c++, clang++ or $CXX): install g++ to speed up CPU training"
-    with open(source, "rb") as f:
-        digest = hashlib.sha256(f.read() + " ".join([compiler, *_BASE_FLAGS]).encode() + _cpu_identity().encode())
+    digest = hashlib.sha256(" ".join([compiler, *_BASE_FLAGS]).encode() + _cpu_identity().encode())
+    for path in (source, *(os.path.join(_SOURCE_DIR, header) for header in _HEADERS)):
+        with open(path, "rb") as f:
+            digest.update(f.read())
     target = os.path.join(default_cache_dir(), "kernels", f"{name}-{digest.hexdigest()[:16]}.so")
     if os.path.isfile(target):
         return target, f"built earlier with {compiler}"
@@ -94,9 +104,18 @@ def build(name: str) -> tuple[str | None, str]:
 
 @functools.cache
 def library_path(name: str) -> str | None:
-    """Path of the compiled ``<name>.cc`` library; None when it cannot be had (said once, unless turned off)."""
+    """Path of the compiled ``<name>.cc`` library; None when it cannot be had (said once per reason, unless turned
+    off: with no compiler, one line for all libraries)."""
     path, how = build(name)
-    if path is None and not kernels_disabled():
-        _logger.warning(f"{how}; MobileNet depthwise convolutions use MindSpore's stock CPU kernels instead (same "
-                        "results, training several times slower)")
+    if path is None and not kernels_disabled() and how not in _WARNED:
+        _WARNED.add(how)
+        _logger.warning(f"{how}; MobileNet's {', '.join(USED_FOR.values())} use MindSpore's stock CPU operators "
+                        "instead (same results, slower)")
     return path
+
+
+class KernelOp(ops.Custom):
+    """A custom operator that deep copies to itself (it holds no state), so models using it can be copied."""
+
+    def __deepcopy__(self, memo):
+        return self

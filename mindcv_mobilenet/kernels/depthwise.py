@@ -12,18 +12,11 @@ from __future__ import annotations
 import functools
 
 import mindspore as ms
-from mindspore import Tensor, nn, ops
+from mindspore import Tensor, nn
 
-from . import library_path
+from . import KernelOp, library_path
 
 _LIBRARY = "depthwise_conv"
-
-
-class _Kernel(ops.Custom):
-    """A custom operator that deep copies to itself (it holds no state), so models using it can be copied."""
-
-    def __deepcopy__(self, memo):
-        return self
 
 
 def _output_size(size: int, kernel: int, stride: int, same: bool) -> int:
@@ -33,7 +26,7 @@ def _output_size(size: int, kernel: int, stride: int, same: bool) -> int:
 
 
 @functools.cache
-def depthwise_op(stride: int, same: bool) -> _Kernel | None:
+def depthwise_op(stride: int, same: bool) -> KernelOp | None:
     """The forward custom operator for ``stride`` and padding rule, with its gradients as bprop; None if unbuilt."""
     path = library_path(_LIBRARY)
     if path is None:
@@ -43,15 +36,15 @@ def depthwise_op(stride: int, same: bool) -> _Kernel | None:
     def forward_shape(x, w):
         return [x[0], x[1], _output_size(x[2], w[2], stride, same), _output_size(x[3], w[3], stride, same)]
 
-    grad_input = _Kernel(f"{path}:DwBackwardInput{tag}", out_shape=lambda dy, w, x: x,
+    grad_input = KernelOp(f"{path}:DwBackwardInput{tag}", out_shape=lambda dy, w, x: x,
                             out_dtype=lambda dy, w, x: dy, func_type="aot")
-    grad_weight = _Kernel(f"{path}:DwBackwardWeight{tag}", out_shape=lambda dy, x, w: w,
+    grad_weight = KernelOp(f"{path}:DwBackwardWeight{tag}", out_shape=lambda dy, x, w: w,
                              out_dtype=lambda dy, x, w: dy, func_type="aot")
 
     def bprop(x, w, out, dout):
         return grad_input(dout, w, x), grad_weight(dout, x, w)
 
-    return _Kernel(f"{path}:DwForward{tag}", out_shape=forward_shape, out_dtype=lambda x, w: x,
+    return KernelOp(f"{path}:DwForward{tag}", out_shape=forward_shape, out_dtype=lambda x, w: x,
                       func_type="aot", bprop=bprop)
 
 

