@@ -36,6 +36,6 @@ def test_ld_library_path_option_prints_one_line():
 
 def test_report_says_whether_the_cpu_kernels_are_used():
     lines = doctor.report(("CPU",))
-    for used_for in ("depthwise convolutions", "hard-swish activations"):
+    for used_for in ("depthwise convolutions", "hard-swish activations", "training-mode BatchNorms"):
         kernel = [line for line in lines if f"kernel for {used_for}" in line]
         assert len(kernel) == 1 and ("ready" in kernel[0] or "not used" in kernel[0])

@@ -1,9 +1,11 @@
-"""This package's CPU kernels (depthwise convolution, hard-swish) compute what MindSpore's own operators compute.
+"""This package's CPU kernels (depthwise convolution, hard-swish, training-mode BatchNorm) compute what MindSpore's
+own operators compute.
 
 Depthwise: forward, gradient w.r.t. the input and w.r.t. the weights, for every geometry the models use (kernel 3
 and 5, stride 1 and 2, ``pad`` and TF's ``same`` padding, odd and even sizes); hard-swish: forward and gradient on
-both sides of its kinks; in graph and PyNative mode, alone and inside a whole network; and the fallbacks: turned off,
-no compiler, a failed build. Speed is in BENCHMARKS.md, not here.
+both sides of its kinks; BatchNorm: output, the three gradients and the moving statistics; in graph and PyNative
+mode, alone and inside a whole network; and the fallbacks: turned off, no compiler, a failed build. Speed is in
+BENCHMARKS.md, not here.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from mindspore import Tensor, nn, ops
 
 import mindcv_mobilenet as mm
 from mindcv_mobilenet import kernels
-from mindcv_mobilenet.kernels import activation, depthwise
+from mindcv_mobilenet.kernels import activation, batchnorm, depthwise
+from mindcv_mobilenet.kernels.batchnorm import BatchNorm2d
 from mindcv_mobilenet.kernels.depthwise import DepthwiseConv2d, depthwise_cells
 from mindcv_mobilenet.models.layers import HardSwish, exportable_operators
 
@@ -31,6 +34,7 @@ def _reset_kernel_caches():
     kernels._WARNED.clear()
     depthwise.depthwise_op.cache_clear()
     activation.hswish_op.cache_clear()
+    batchnorm.batchnorm_op.cache_clear()
 
 
 @pytest.fixture
@@ -115,9 +119,39 @@ def test_hswish_kernel_matches_stock_operator(mode):
     np.testing.assert_allclose(ours(big).asnumpy(), stock(big).asnumpy(), rtol=1e-6, atol=1e-6)
 
 
+@needs_kernel
+@pytest.mark.parametrize("mode", [ms.GRAPH_MODE, ms.PYNATIVE_MODE])
+def test_batchnorm_kernel_matches_stock_operator(mode):
+    ms.set_context(mode=mode)
+    rng = np.random.default_rng(2)
+    ours, stock = BatchNorm2d(6), BatchNorm2d(6)
+    assert ours.use_kernel
+    stock.use_kernel = False
+    for mine, theirs in zip(ours.get_parameters(), stock.get_parameters(), strict=True):
+        value = rng.uniform(0.5, 2.0, mine.shape).astype(np.float32)
+        mine.set_data(Tensor(value))
+        theirs.set_data(Tensor(value))
+    ours.set_train(True)
+    stock.set_train(True)
+    x = Tensor((rng.standard_normal((4, 6, 9, 11)) * 3 + 2).astype(np.float32))  # odd sizes, mean far from 0
+    out_grad = rng.standard_normal(x.shape).astype(np.float32)
+    got, want = _forward_and_grads(ours, x, out_grad), _forward_and_grads(stock, x, out_grad)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-5, atol=1e-5)
+    for got_grad, want_grad in zip(got[2], want[2], strict=True):  # gamma, beta
+        assert _rel_err(got_grad, want_grad) < 1e-5
+    # every call above updated the moving statistics (unbiased variance), the same number of times in both
+    np.testing.assert_allclose(ours.moving_mean.asnumpy(), stock.moving_mean.asnumpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours.moving_variance.asnumpy(), stock.moving_variance.asnumpy(), rtol=1e-5)
+    assert not np.allclose(ours.moving_variance.asnumpy(), 1.0)
+    ours.set_train(False)  # inference: moving statistics, MindSpore's operator
+    stock.set_train(False)
+    np.testing.assert_allclose(ours(x).asnumpy(), stock(x).asnumpy(), rtol=1e-5, atol=1e-5)
+
+
 def _stock_operators(model: nn.Cell) -> None:
     for _, cell in model.cells_and_names():
-        if isinstance(cell, (DepthwiseConv2d, HardSwish)):
+        if isinstance(cell, (DepthwiseConv2d, HardSwish, BatchNorm2d)):
             cell.use_kernel = False
 
 
@@ -181,6 +215,7 @@ def test_opt_out_uses_the_stock_operator(fresh_kernels):
     assert kernels.library_path("depthwise_conv") is None
     assert not DepthwiseConv2d(8, 3, 1, pad_mode="pad", padding=1).use_kernel
     assert kernels.library_path("activation") is None and not HardSwish().use_kernel
+    assert kernels.library_path("batchnorm") is None and not BatchNorm2d(4).use_kernel
 
 
 def test_no_compiler_warns_once_and_falls_back(fresh_kernels, caplog):

@@ -1,8 +1,9 @@
 """CPU kernels of this package's own, built from C++ on first use and run as MindSpore AOT custom operators.
 
 MindSpore 2.10's CPU depthwise convolution (oneDNN, im2col + GEMM per channel) is the largest item of MobileNet
-training on CPU; ``depthwise_conv.cc`` replaces it (forward and both gradients) where it can run, and
-``activation.cc`` replaces its hard-swish (3-10x slower than a memory-bound pass). Each library is compiled once
+training on CPU; ``depthwise_conv.cc`` replaces it (forward and both gradients) where it can run,
+``activation.cc`` its hard-swish (3-10x slower than a memory-bound pass), ``batchnorm.cc`` its training-mode
+BatchNorm and gradient (a quarter of a MobileNetV3 training step). Each library is compiled once
 per source version (its ``.cc`` and the shared ``parallel.h``), compiler and CPU into the package's cache
 (``kernels/`` under ``$MINDCV_MOBILENET_CACHE``, else ``~/.cache/mindcv_mobilenet``) with the C++ compiler found
 (``$CXX``, ``g++``, ``c++``, ``clang++``). Where none is present, or the build fails, the models use MindSpore's
@@ -32,7 +33,8 @@ _SOURCE_DIR = os.path.dirname(os.path.abspath(__file__))
 _BASE_FLAGS = ["-O3", "-std=c++17", "-fopenmp-simd", "-shared", "-fPIC", "-pthread"]
 _HEADERS = ("parallel.h",)
 # What falls back to MindSpore's stock operators when a library cannot be had (the warning says so).
-USED_FOR = {"depthwise_conv": "depthwise convolutions", "activation": "hard-swish activations"}
+USED_FOR = {"depthwise_conv": "depthwise convolutions", "activation": "hard-swish activations",
+            "batchnorm": "training-mode BatchNorms"}
 _WARNED: set[str] = set()
 
 

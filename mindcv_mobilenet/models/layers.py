@@ -17,6 +17,7 @@ from mindspore import Tensor, nn, ops
 from mindspore.common import initializer as init
 
 from ..kernels.activation import cpu_hswish
+from ..kernels.batchnorm import BatchNorm2d
 from ..kernels.depthwise import DepthwiseConv2d, conv2d
 
 
@@ -114,7 +115,7 @@ def conv_bn_act(
     layers = [
         conv2d(in_channels, out_channels, kernel_size, stride, pad_mode=pad_mode, padding=padding, group=groups,
                has_bias=False),
-        nn.BatchNorm2d(out_channels),
+        BatchNorm2d(out_channels),
     ]
     if act is not None:
         layers.append(ACTIVATIONS[act]())
