@@ -55,17 +55,19 @@ def test_cpp_pass_shards_cover_every_good_file_once(messy_tree):
     assert sorted(float(i.sum()) for i in merged) == sorted(float(i.sum()) for i in images)
 
 
-def test_cpp_training_pass_keeps_full_batches(messy_tree):
+def test_cpp_training_pass_keeps_the_rows_of_the_first(messy_tree):
     source = load_source("folder", messy_tree, "train")
     transform = create_transforms("folder", 32, is_training=True)
-    for reader, batches in (("python", [4, 4]), ("c++", [4, 4])):  # 10 files (2 bad): 2 full batches either way
+    labels = {}
+    for reader, batches in (("python", [4, 4, 2]), ("c++", [4, 4, 2])):  # 10 rows, 2 of them substitutes, both ways
         dataset = create_dataset(data_source=source, shuffle=True)
-        loader = create_loader(dataset, 4, is_training=True, drop_remainder=True, transform=transform,
-                               normalize_on_device=True)
+        loader = create_loader(dataset, 4, is_training=True, transform=transform, normalize_on_device=True)
         got = iterate(loader)
         assert dataset.info.reader == reader
         assert [len(b["label"]) for b in got] == batches and got[0]["image"].shape == (4, 32, 32, 3)
         assert got[0]["image"].dtype == np.uint8
+        labels[reader] = sorted(int(label) for b in got for label in b["label"])
+    assert labels["c++"] == labels["python"]  # the same rows: substitutes included
 
 
 def test_manifest_folder_goes_with_the_source(messy_tree):
@@ -73,9 +75,11 @@ def test_manifest_folder_goes_with_the_source(messy_tree):
     source = ImageFileSource(samples)
     for i in range(len(source)):
         source[i]
-    manifest, lines = source.manifest()
+    manifest, lines = source.manifest(substitute=False)
     folder = os.path.dirname(manifest)
     assert len(lines) == 8 and len(os.listdir(folder)) == 1 + 5  # the manifest and the 5 converted images
+    substituted, rows = source.manifest(substitute=True)
+    assert rows.tolist() == list(range(10)) and len(os.listdir(folder)) == 2 + 5
     del source
     gc.collect()
     assert not os.path.exists(folder)

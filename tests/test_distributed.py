@@ -138,3 +138,34 @@ def test_scheduler_only_on_node_zero_of_the_master_machine():
     assert starts_scheduler(True, 0) and starts_scheduler(True, -1)
     assert not starts_scheduler(True, 1)
     assert not starts_scheduler(False, 0)
+
+
+@needs_msrun
+def test_two_ranks_share_what_their_readers_found(tmp_path, messy_tree):
+    """An image folder with bad and converted files, 2 epochs on 2 ranks: each rank's first pass reads only its
+    shard; after it the ranks merge what they found (an all-reduce), so epoch 2 (training and validation) reads in
+    C++ on both, with the same steps, and the ranks still end with identical weights."""
+    debug, run, logs = tmp_path / "debug", tmp_path / "run", tmp_path / "logs"
+    args = [
+        os.path.join(REPO, "train.py"), "--distribute", "True", "--model", "mobilenet_v1_025", "--dataset", "folder",
+        "--data_dir", messy_tree, "--train_split", "train", "--val_split", "validation", "--image_resize", "32",
+        "--batch_size", "2", "--epoch_size", "2", "--num_parallel_workers", "1", "--opt", "momentum", "--lr", "0.05",
+        "--warmup_epochs", "0", "--ckpt_save_dir", str(run), "--log_interval", "1",
+    ]
+    cmd = [MSRUN, "--worker_num=2", "--local_worker_num=2", f"--master_port={_free_port()}", "--join=True",
+           f"--log_dir={logs}", "--cluster_time_out=60", *args]
+    result = subprocess.run(cmd, cwd=str(tmp_path), env=_env(debug), capture_output=True, text=True,
+                            timeout=LAUNCH_TIMEOUT)
+    worker_logs = _worker_logs(logs)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:] + worker_logs
+    rank0 = (logs / "worker_0.log").read_text(errors="replace")
+    assert rank0.count("later passes read them in C++") == 2, rank0[-3000:]  # the training and validation trees
+    seen = [[json.loads(line) for line in (debug / f"samples_rank{r}.jsonl").read_text().splitlines()]
+            for r in (0, 1)]
+    for rank in seen:  # 10 rows -> 5 per rank -> 2 full batches of 2, in both epochs
+        assert [s["epoch"] for s in rank] == [0, 0, 1, 1]
+    w0, w1 = (np.load(debug / f"weights_rank{r}.npz") for r in (0, 1))
+    for name in w0.files:
+        np.testing.assert_allclose(w0[name], w1[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["val_images"] for r in records] == [8, 8]  # every good validation image once, both epochs

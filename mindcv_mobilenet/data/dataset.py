@@ -212,14 +212,15 @@ def create_dataset(
 
 def _manifest_dataset(data_source: DataSource, shuffle: bool, num_samples: int | None, num_shards: int | None,
                       shard_id: int | None, exact: bool, workers: int | None) -> tuple[ds.Dataset, int]:
-    """(files read in C++ from the manifest of the good ones, how many): for passes after the first.
+    """(files read in C++ from a manifest of the good ones, how many rows): for passes after the first.
 
-    Same rows as the Python reader's (encoded bytes, int32 label; converted files as BMP) without its checks, which
-    every file has passed; files found bad are left out (counted and named here, as the first pass did at its end)
-    rather than replaced, so shards are made over the good files.
+    The Python reader's rows (encoded bytes, int32 label; converted files as BMP) without its checks, which every
+    file has passed. Files found bad are counted and named here (as the first pass did at its end); as in the first
+    pass, training shards (``exact`` False) hold the next readable file in their rows (same rows, so the same steps
+    per epoch on every rank), evaluation shards leave them out (every good image scored once).
     """
     source = data_source.source
-    manifest, lines = source.manifest()
+    manifest, lines = source.manifest(substitute=not exact)
     if not shard_id:  # counted and named once over the ranks (evaluation sums the counts), when the pass starts
         stats = data_source.stats
         for index in source.bad_indices:

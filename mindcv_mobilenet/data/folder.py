@@ -10,6 +10,7 @@ Python reader.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -34,6 +35,7 @@ SPLIT_ALIASES["eval"] = SPLIT_ALIASES["val"]
 SPLIT_ALIASES["training"] = SPLIT_ALIASES["train"]
 
 PLACEHOLDER = placeholder_jpeg()
+_logger = logging.getLogger("mindcv_mobilenet.data")
 
 # What reading found in a file (ImageFileSource.kinds): not read yet, a JPEG the C++ decoder takes as it is, an image
 # PIL had to convert (CMYK, PNG with alpha...), or one that cannot be decoded.
@@ -122,7 +124,8 @@ class ImageFileSource:
         self.paths = [p for p, _ in samples]
         self.labels = np.asarray([label for _, label in samples], dtype=np.int32)
         self.kinds = np.full(len(self.paths), UNREAD, np.int8)
-        self._manifest: tuple[str, np.ndarray] | None = None
+        self._manifests: dict[bool, tuple[str, np.ndarray]] = {}
+        self._folder: str | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -168,42 +171,64 @@ class ImageFileSource:
         known = read_count > 0
         self.kinds[known] = np.rint(kind_sum[known] / read_count[known]).astype(np.int8)
 
-    def manifest(self) -> tuple[str, np.ndarray]:
-        """(a MindSpore manifest file of every readable file, in sample order; the sample index of each line).
+    def manifest(self, substitute: bool) -> tuple[str, np.ndarray]:
+        """(a MindSpore manifest file for ``ds.ManifestDataset``, C++ reading; the sample index of each line).
 
-        For ``ds.ManifestDataset`` (C++ reading, no Python per image). Only once :attr:`fully_read`: bad files are
-        left out, and files the C++ decoder cannot take as they are (``CONVERTED``) are converted once into the
-        manifest's folder, a temporary folder under the package cache removed when the source goes away.
+        Only once :attr:`fully_read`. Lines in sample order; a bad file's line holds the next readable file with its
+        label (``substitute``: training, the same rows and steps as the checking reader's pass) or is left out
+        (evaluation). Files the C++ decoder cannot take as they are (``CONVERTED``) are converted once, into a
+        temporary folder under the package cache that goes when the source does.
         """
         if not self.fully_read:
             raise RuntimeError("ImageFileSource.manifest needs every file read once first")
-        if self._manifest is None:
-            cache = os.path.join(default_cache_dir(), "manifests")
-            os.makedirs(cache, exist_ok=True)
-            folder = tempfile.mkdtemp(prefix="run-", dir=cache)
-            weakref.finalize(self, shutil.rmtree, folder, True)
-            lines = []
+        if substitute not in self._manifests:
+            if self._folder is None:
+                cache = os.path.join(default_cache_dir(), "manifests")
+                os.makedirs(cache, exist_ok=True)
+                self._folder = tempfile.mkdtemp(prefix="run-", dir=cache)
+                weakref.finalize(self, shutil.rmtree, self._folder, True)
+            sources = {}  # readable sample index -> the path the manifest gives for it
             for index in np.flatnonzero(self.kinds != BAD):
                 path = self.paths[index]
                 if self.kinds[index] == CONVERTED:
-                    path = self._write_converted(index, folder)
-                    if path is None:
-                        continue
-                annotation = [{"type": "label", "name": str(int(self.labels[index]))}]
-                lines.append((index, json.dumps({"source": path, "usage": MANIFEST_USAGE, "annotation": annotation})))
-            manifest = os.path.join(folder, "files.manifest")
+                    path = self._converted(index)
+                if path is not None:
+                    sources[int(index)] = path
+            lines, indices = [], []
+            for index in range(len(self.paths)):
+                shown = index if index in sources else self._next_readable(index, sources) if substitute else None
+                if shown is None:
+                    continue
+                annotation = [{"type": "label", "name": str(int(self.labels[shown]))}]
+                lines.append(json.dumps({"source": sources[shown], "usage": MANIFEST_USAGE, "annotation": annotation}))
+                indices.append(index)
+            manifest = os.path.join(self._folder, f"files{'-substituted' if substitute else ''}.manifest")
             with open(manifest, "w", encoding="utf-8") as f:
-                f.writelines(line + "\n" for _, line in lines)
-            self._manifest = (manifest, np.asarray([index for index, _ in lines], dtype=np.int64))
-        return self._manifest
+                f.writelines(line + "\n" for line in lines)
+            self._manifests[substitute] = (manifest, np.asarray(indices, dtype=np.int64))
+            _logger.info("every file of %s has been read once (%d as they are, %d converted, %d bad): later passes "
+                         "read them in C++ from %s", os.path.commonpath(self.paths),
+                         int((self.kinds == AS_IS).sum()), int((self.kinds == CONVERTED).sum()),
+                         int((self.kinds == BAD).sum()), manifest)
+        return self._manifests[substitute]
 
-    def _write_converted(self, index: int, folder: str) -> str | None:
+    def _next_readable(self, index: int, sources: dict) -> int | None:
+        """The readable sample the checking reader would have put in a bad file's row (same search)."""
+        for step in range(1, min(self.SUBSTITUTE_TRIES, len(self.paths))):
+            other = (index + step) % len(self.paths)
+            if other in sources:
+                return other
+        return None
+
+    def _converted(self, index: int) -> str | None:
         """The file converted to the BMP the reader hands on (None, and marked bad, when it no longer reads)."""
+        path = os.path.join(self._folder, f"{index}.bmp")
+        if os.path.exists(path):
+            return path
         try:
             data, _ = read_encoded(self.paths[index])
         except Exception:  # noqa: BLE001 - changed on disk since it was read: skip it from now on
             self.kinds[index] = BAD
             return None
-        path = os.path.join(folder, f"{index}.bmp")
         data.tofile(path)
         return path
