@@ -222,10 +222,10 @@ def _manifest_dataset(data_source: DataSource, shuffle: bool, num_samples: int |
     source = data_source.source
     manifest, lines = source.manifest(substitute=not exact)
     if not shard_id:  # counted and named once over the ranks (evaluation sums the counts), when the pass starts
-        stats = data_source.stats
-        for index in source.bad_indices:
-            stats.record(int(index))
-        stats.end_epoch([stats.name(int(index)) for index in source.bad_indices])
+        stats, bad = data_source.stats, [int(index) for index in source.bad_indices]
+        for index in bad:
+            stats.record(index)
+        stats.end_epoch([stats.name(index) for index in bad])
     sampler = make_sampler(len(lines), shuffle, num_samples, num_shards, shard_id, exact)
     dataset = ds.ManifestDataset(manifest, usage=MANIFEST_USAGE, sampler=sampler,
                                  class_indexing={str(i): i for i in range(len(data_source.class_names))},

@@ -1,10 +1,10 @@
 """Class-per-folder image trees (ImageNet's ``train/<synset>/...`` layout and any custom one) as a random-access source.
 
-The source reads each file's bytes and checks them (:func:`~.decode.read_encoded`); decoding happens later in
-MindSpore's C++ operators. A file that cannot be decoded becomes a counted, skipped row instead of a pipeline crash.
-The source remembers what it found in each file, so once every file has been read (after the first pass) later
-pipelines read the files in C++ from a manifest of the good ones (:meth:`ImageFileSource.manifest`) and skip the
-Python reader.
+The source reads each file's bytes and checks them (:func:`~.decode.read_encoded`); decoding happens later, in the
+loader's decoding op (:func:`~.decode.decode_image`). A file that cannot be decoded becomes a counted, skipped row
+instead of a pipeline crash. The source remembers what it found in each file, so once every file has been read
+(after the first pass) later pipelines read the files in C++ from a manifest of the good ones
+(:meth:`ImageFileSource.manifest`) and skip the Python reader.
 """
 
 from __future__ import annotations
@@ -144,12 +144,15 @@ class ImageFileSource:
         image = self._load(index)
         if image is not None:
             return image, self.labels[index], np.int32(-1)
-        for step in range(1, min(self.SUBSTITUTE_TRIES, len(self.paths))):
-            other = (index + step) % len(self.paths)
+        for other in self._substitutes(index):
             image = self._load(other)
             if image is not None:
                 return image, self.labels[other], np.int32(index)
         return PLACEHOLDER, self.labels[index], np.int32(index)
+
+    def _substitutes(self, index: int):
+        """The samples tried, in order, for a bad file's row: the next ``SUBSTITUTE_TRIES - 1`` ones, wrapping."""
+        return ((index + step) % len(self.paths) for step in range(1, min(self.SUBSTITUTE_TRIES, len(self.paths))))
 
     @property
     def fully_read(self) -> bool:
@@ -213,12 +216,8 @@ class ImageFileSource:
         return self._manifests[substitute]
 
     def _next_readable(self, index: int, sources: dict) -> int | None:
-        """The readable sample the checking reader would have put in a bad file's row (same search)."""
-        for step in range(1, min(self.SUBSTITUTE_TRIES, len(self.paths))):
-            other = (index + step) % len(self.paths)
-            if other in sources:
-                return other
-        return None
+        """The readable sample the checking reader put in a bad file's row (its search, :meth:`_substitutes`)."""
+        return next((other for other in self._substitutes(index) if other in sources), None)
 
     def _converted(self, index: int) -> str | None:
         """The file converted to the BMP the reader hands on (None, and marked bad, when it no longer reads)."""

@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import tempfile
 
+import mindspore as ms
 from mindspore import ops
 
 from ..utils.download import default_cache_dir
@@ -36,6 +37,11 @@ _HEADERS = ("parallel.h",)
 USED_FOR = {"depthwise_conv": "depthwise convolutions", "activation": "hard-swish activations",
             "batchnorm": "training-mode BatchNorms"}
 _WARNED: set[str] = set()
+
+
+def on_cpu() -> bool:
+    """Whether MindSpore targets the CPU now: the cells decide when they are built whether to run the kernels."""
+    return ms.get_context("device_target") == "CPU"
 
 
 def kernels_disabled() -> bool:

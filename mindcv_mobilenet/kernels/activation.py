@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import functools
 
-import mindspore as ms
-
 from . import KernelOp, library_path
 
 _LIBRARY = "activation"
@@ -25,8 +23,3 @@ def hswish_op() -> KernelOp | None:
 
     return KernelOp(f"{path}:HSwishForward", out_shape=lambda x: x, out_dtype=lambda x: x, func_type="aot",
                     bprop=bprop)
-
-
-def cpu_hswish() -> KernelOp | None:
-    """The kernel when MindSpore targets the CPU now (the cell deciding is being built), else None."""
-    return hswish_op() if ms.get_context("device_target") == "CPU" else None

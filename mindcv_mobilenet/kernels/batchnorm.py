@@ -14,7 +14,7 @@ import functools
 import mindspore as ms
 from mindspore import Tensor, nn, ops
 
-from . import KernelOp, library_path
+from . import KernelOp, library_path, on_cpu
 
 _LIBRARY = "batchnorm"
 
@@ -41,7 +41,7 @@ class BatchNorm2d(nn.BatchNorm2d):
 
     def __init__(self, num_features: int, **kwargs) -> None:
         super().__init__(num_features, **kwargs)
-        self.kernel = batchnorm_op() if ms.get_context("device_target") == "CPU" else None
+        self.kernel = batchnorm_op() if on_cpu() else None
         self.use_kernel = self.kernel is not None
         self.epsilon = Tensor([self.eps], ms.float32)
 

@@ -14,7 +14,7 @@ import functools
 import mindspore as ms
 from mindspore import Tensor, nn
 
-from . import KernelOp, library_path
+from . import KernelOp, library_path, on_cpu
 
 _LIBRARY = "depthwise_conv"
 
@@ -77,8 +77,7 @@ class DepthwiseConv2d(nn.Conv2d):
         super().__init__(channels, channels, kernel_size, stride, pad_mode=pad_mode, padding=padding,
                          group=channels, has_bias=has_bias, **kwargs)
         geometry = _kernel_geometry(self.kernel_size, self.stride, self.pad_mode, self.padding, self.dilation)
-        on_cpu = ms.get_context("device_target") == "CPU"
-        self.kernel = depthwise_op(*geometry) if geometry is not None and on_cpu else None
+        self.kernel = depthwise_op(*geometry) if geometry is not None and on_cpu() else None
         self.use_kernel = self.kernel is not None
         self.exportable = False
 

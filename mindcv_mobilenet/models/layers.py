@@ -16,7 +16,8 @@ import mindspore as ms
 from mindspore import Tensor, nn, ops
 from mindspore.common import initializer as init
 
-from ..kernels.activation import cpu_hswish
+from ..kernels import on_cpu
+from ..kernels.activation import hswish_op
 from ..kernels.batchnorm import BatchNorm2d
 from ..kernels.depthwise import DepthwiseConv2d, conv2d
 
@@ -42,10 +43,11 @@ class _FastOrExportable(nn.Cell):
 
 
 class _HardActivation(_FastOrExportable):
-    """Base of the hard activations: MindSpore's fused kernel to run, a ReLU6 formula to export.
+    """Base of the hard activations: one fused kernel to run, a ReLU6 formula to export.
 
-    MindSpore's ``HSwish``/``HSigmoid`` are one kernel each (several times faster on CPU than the formula's four),
-    but they have no ONNX mapping; the export formula is ``relu6(x + 3) / 6``.
+    MindSpore's ``HSwish``/``HSigmoid`` (and this package's hard-swish on CPU) are one kernel each, several times
+    faster than the formula's four operators, but they have no ONNX mapping; the export formula is
+    ``relu6(x + 3) / 6``.
     """
 
     def __init__(self) -> None:
@@ -68,7 +70,7 @@ class HardSwish(_HardActivation):
 
     def __init__(self) -> None:
         super().__init__()
-        self.kernel = cpu_hswish()
+        self.kernel = hswish_op() if on_cpu() else None
         self.use_kernel = self.kernel is not None
 
     def construct(self, x: Tensor) -> Tensor:
