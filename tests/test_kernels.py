@@ -10,6 +10,8 @@ BENCHMARKS.md, not here.
 
 from __future__ import annotations
 
+import concurrent.futures
+import ctypes
 import logging
 
 import mindspore as ms
@@ -239,3 +241,32 @@ def test_failed_build_names_the_error_and_leaves_nothing(tmp_path):
     error = kernels._compile(compiler, str(source), str(target))
     assert error and "error" in error.lower()
     assert not target.exists() and not list((tmp_path / "out").iterdir())
+
+
+def _call_forward(library: ctypes.CDLL, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``DwForwardS1Pad(x, w)`` through MindSpore's AOT calling convention, straight from ctypes (no GIL held)."""
+    y = np.empty_like(x)
+    arrays = [x, w, y]
+    params = (ctypes.c_void_p * 3)(*(a.ctypes.data for a in arrays))
+    ndims = (ctypes.c_int * 3)(4, 4, 4)
+    shape_arrays = [(ctypes.c_int64 * 4)(*a.shape) for a in arrays]
+    shapes = (ctypes.POINTER(ctypes.c_int64) * 3)(*(ctypes.cast(s, ctypes.POINTER(ctypes.c_int64))
+                                                    for s in shape_arrays))
+    dtypes = (ctypes.c_char_p * 3)(*([b"float32"] * 3))
+    assert library.DwForwardS1Pad(3, params, ndims, shapes, dtypes, None, None) == 0
+    return y
+
+
+@needs_kernel
+def test_kernel_calls_from_several_threads_at_once_give_the_same_results():
+    """MindSpore may run two kernels of a library at once: the pool serves one, the others run on their own thread."""
+    library = ctypes.CDLL(kernels.library_path("depthwise_conv"))
+    rng = np.random.default_rng(0)
+    inputs = [(rng.standard_normal((4, 24, 20, 20)).astype(np.float32),
+               rng.standard_normal((24, 1, 3, 3)).astype(np.float32)) for _ in range(8)]
+    want = [_call_forward(library, x, w) for x, w in inputs]
+    for _ in range(5):
+        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+            got = list(pool.map(lambda args: _call_forward(library, *args), inputs))
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g, w)
