@@ -21,10 +21,10 @@ from mindspore import Tensor, nn, ops
 
 import mindcv_mobilenet as mm
 from mindcv_mobilenet import kernels
-from mindcv_mobilenet.kernels import activation, batchnorm, depthwise
+from mindcv_mobilenet.kernels import activation, batchnorm, depthwise, squeeze_excite
 from mindcv_mobilenet.kernels.batchnorm import BatchNorm2d
 from mindcv_mobilenet.kernels.depthwise import DepthwiseConv2d, depthwise_cells
-from mindcv_mobilenet.models.layers import HardSwish, exportable_operators
+from mindcv_mobilenet.models.layers import GlobalAvgPool, HardSwish, SqueezeExcite, exportable_operators
 
 needs_kernel = pytest.mark.skipif(kernels.library_path("depthwise_conv") is None,
                                   reason="the depthwise kernel could not be built here (no C++ compiler?)")
@@ -37,6 +37,8 @@ def _reset_kernel_caches():
     depthwise.depthwise_op.cache_clear()
     activation.hswish_op.cache_clear()
     batchnorm.batchnorm_op.cache_clear()
+    squeeze_excite.channel_mean_op.cache_clear()
+    squeeze_excite.gate_op.cache_clear()
 
 
 @pytest.fixture
@@ -151,14 +153,58 @@ def test_batchnorm_kernel_matches_stock_operator(mode):
     np.testing.assert_allclose(ours(x).asnumpy(), stock(x).asnumpy(), rtol=1e-5, atol=1e-5)
 
 
+@needs_kernel
+@pytest.mark.parametrize("mode", [ms.GRAPH_MODE, ms.PYNATIVE_MODE])
+@pytest.mark.parametrize("keep_dims", [True, False])
+def test_global_pool_kernel_matches_stock_operator(mode, keep_dims):
+    ms.set_context(mode=mode)
+    ours, stock = GlobalAvgPool(keep_dims), GlobalAvgPool(keep_dims)
+    assert ours.use_kernel
+    stock.use_kernel = False
+    rng = np.random.default_rng(3)
+    for shape in [(3, 5, 7, 9), (2, 40, 1, 1), (2, 64, 28, 28)]:  # odd plane, a 1 x 1 plane, many planes (threads)
+        x = Tensor((rng.standard_normal(shape) + 1).astype(np.float32))
+        out_grad = rng.standard_normal(shape[:2] + ((1, 1) if keep_dims else ())).astype(np.float32)
+        got, want = _forward_and_grads(ours, x, out_grad), _forward_and_grads(stock, x, out_grad)
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-6, atol=1e-7)
+
+
+@needs_kernel
+@pytest.mark.parametrize("mode", [ms.GRAPH_MODE, ms.PYNATIVE_MODE])
+def test_squeeze_excite_kernel_matches_stock_operators(mode):
+    """The gate and rescale (and the pool) of this package's kernels against MindSpore's: outputs, the input's and
+    every weight's gradient, with gate logits on both sides of the hard-sigmoid's kinks."""
+    ms.set_context(mode=mode)
+    ms.set_seed(0)
+    ours, stock = SqueezeExcite(24), SqueezeExcite(24)
+    assert ours.use_kernel and ours.pool.use_kernel
+    rng = np.random.default_rng(4)
+    for mine, theirs in zip(ours.get_parameters(), stock.get_parameters(), strict=True):
+        value = (rng.standard_normal(mine.shape) * 0.5).astype(np.float32)
+        mine.set_data(Tensor(value))
+        theirs.set_data(Tensor(value))
+    _stock_operators(stock)
+    x = Tensor((rng.standard_normal((3, 24, 11, 13)) * 2 + 0.5).astype(np.float32))
+    out_grad = rng.standard_normal(x.shape).astype(np.float32)
+    gate_logits = ours.conv_expand(ours.act(ours.conv_reduce(ours.pool(x)))).asnumpy()
+    assert (np.abs(gate_logits) < 3).mean() > 0.2 and (np.abs(gate_logits) > 3).mean() > 0.2
+    got, want = _forward_and_grads(ours, x, out_grad), _forward_and_grads(stock, x, out_grad)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-5)
+    assert _rel_err(got[1], want[1]) < 1e-5
+    for got_grad, want_grad in zip(got[2], want[2], strict=True):
+        assert _rel_err(got_grad, want_grad) < 1e-5
+
+
 def _stock_operators(model: nn.Cell) -> None:
     for _, cell in model.cells_and_names():
-        if isinstance(cell, (DepthwiseConv2d, HardSwish, BatchNorm2d)):
+        if isinstance(cell, (DepthwiseConv2d, HardSwish, BatchNorm2d, GlobalAvgPool, SqueezeExcite)):
             cell.use_kernel = False
 
 
 @needs_kernel
-@pytest.mark.parametrize("name", ["mobilenet_v3_small_075", "mobilenet_v2_035", "tf_mobilenet_v1_025"])
+@pytest.mark.parametrize("name", ["mobilenet_v3_small_075", "mobilenet_v3_large_100", "mobilenet_v2_035",
+                                  "tf_mobilenet_v1_025"])
 def test_whole_network_same_logits_and_gradients(name):
     """Training mode (batch-statistics BN), every parameter's gradient: the kernels vs MindSpore's operators."""
     ms.set_context(mode=ms.GRAPH_MODE)
@@ -218,6 +264,8 @@ def test_opt_out_uses_the_stock_operator(fresh_kernels):
     assert not DepthwiseConv2d(8, 3, 1, pad_mode="pad", padding=1).use_kernel
     assert kernels.library_path("activation") is None and not HardSwish().use_kernel
     assert kernels.library_path("batchnorm") is None and not BatchNorm2d(4).use_kernel
+    assert kernels.library_path("squeeze_excite") is None
+    assert not GlobalAvgPool().use_kernel and not SqueezeExcite(8).use_kernel
 
 
 def test_no_compiler_warns_once_and_falls_back(fresh_kernels, caplog):

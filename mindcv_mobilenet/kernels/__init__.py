@@ -3,8 +3,9 @@
 MindSpore 2.10's CPU depthwise convolution (oneDNN, im2col + GEMM per channel) is the largest item of MobileNet
 training on CPU; ``depthwise_conv.cc`` replaces it (forward and both gradients) where it can run,
 ``activation.cc`` its hard-swish (3-10x slower than a memory-bound pass), ``batchnorm.cc`` its training-mode
-BatchNorm and gradient (a quarter of a MobileNetV3 training step). Each library is compiled once
-per source version (its ``.cc`` and the shared ``parallel.h``), compiler and CPU into the package's cache
+BatchNorm and gradient (a quarter of a MobileNetV3 training step), ``squeeze_excite.cc`` its global pooling and the
+squeeze-excite gate (pooling, broadcast product and their gradients: a sixth of a V3-Small step). Each library is
+compiled once per source version (its ``.cc`` and the shared ``parallel.h``), compiler and CPU into the package's cache
 (``kernels/`` under ``$MINDCV_MOBILENET_CACHE``, else ``~/.cache/mindcv_mobilenet``) with the C++ compiler found
 (``$CXX``, ``g++``, ``c++``, ``clang++``). Where none is present, or the build fails, the models use MindSpore's
 stock operators (same results, slower) and one warning says why. ``MINDCV_MOBILENET_NO_CUSTOM_KERNELS=1`` turns the
@@ -35,7 +36,7 @@ _BASE_FLAGS = ["-O3", "-std=c++17", "-fopenmp-simd", "-shared", "-fPIC", "-pthre
 _HEADERS = ("parallel.h",)
 # What falls back to MindSpore's stock operators when a library cannot be had (the warning says so).
 USED_FOR = {"depthwise_conv": "depthwise convolutions", "activation": "hard-swish activations",
-            "batchnorm": "training-mode BatchNorms"}
+            "batchnorm": "training-mode BatchNorms", "squeeze_excite": "global pooling and squeeze-excite gates"}
 _WARNED: set[str] = set()
 
 

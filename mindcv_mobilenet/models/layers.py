@@ -20,6 +20,7 @@ from ..kernels import on_cpu
 from ..kernels.activation import hswish_op
 from ..kernels.batchnorm import BatchNorm2d
 from ..kernels.depthwise import DepthwiseConv2d, conv2d
+from ..kernels.squeeze_excite import channel_mean_op, gate_op
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
@@ -127,26 +128,35 @@ def conv_bn_act(
 class GlobalAvgPool(_FastOrExportable):
     """Mean over the spatial axes (``AdaptiveAvgPool2d(1)``), optionally keeping them as 1x1.
 
-    Runs MindSpore's ``AdaptiveAvgPool2D`` (on CPU 3-4x faster than ``ReduceMean`` over the two spatial axes, forward
-    and backward together about 2x: MobileNetV3's squeeze-excite pools ten times per image); exports use the mean.
+    On CPU this package's kernel (``kernels/squeeze_excite.cc``: one pass forward and backward), elsewhere MindSpore's
+    ``AdaptiveAvgPool2D`` (on CPU 3-4x faster than ``ReduceMean`` over the two spatial axes); exports use the mean.
     """
 
     def __init__(self, keep_dims: bool = False) -> None:
         super().__init__()
         self.keep_dims = keep_dims
         self.pool = ops.AdaptiveAvgPool2D(1)
+        self.kernel = channel_mean_op() if on_cpu() else None
+        self.use_kernel = self.kernel is not None
 
     def construct(self, x: Tensor) -> Tensor:
         if self.exportable:
             return ops.mean(x, axis=(2, 3), keep_dims=self.keep_dims)
-        pooled = self.pool(x)
+        if self.use_kernel and x.dtype == ms.float32:
+            pooled = self.kernel(x)
+        else:
+            pooled = self.pool(x)
         if self.keep_dims:
             return pooled
         return pooled.reshape(pooled.shape[0], pooled.shape[1])
 
 
-class SqueezeExcite(nn.Cell):
-    """Channel attention: pool, 1x1 reduce + ReLU, 1x1 expand + hard-sigmoid gate, rescale (MobileNetV3)."""
+class SqueezeExcite(_FastOrExportable):
+    """Channel attention: pool, 1x1 reduce + ReLU, 1x1 expand + hard-sigmoid gate, rescale (MobileNetV3).
+
+    On CPU the gate and the rescale run as one kernel (``kernels/squeeze_excite.cc``), elsewhere and in exports as
+    ``x * hardsigmoid(s)``.
+    """
 
     def __init__(self, channels: int, reduce_ratio: float = 0.25, divisor: int = 8) -> None:
         super().__init__()
@@ -156,10 +166,14 @@ class SqueezeExcite(nn.Cell):
         self.act = nn.ReLU()
         self.conv_expand = nn.Conv2d(reduced, channels, 1, has_bias=True)
         self.gate = HardSigmoid()
+        self.kernel = gate_op() if on_cpu() else None
+        self.use_kernel = self.kernel is not None
 
     def construct(self, x: Tensor) -> Tensor:
-        scale = self.gate(self.conv_expand(self.act(self.conv_reduce(self.pool(x)))))
-        return x * scale
+        logits = self.conv_expand(self.act(self.conv_reduce(self.pool(x))))
+        if self.use_kernel and not self.exportable and x.dtype == ms.float32:
+            return self.kernel(x, logits)
+        return x * self.gate(logits)
 
 
 class ResidualBlock(nn.Cell):
