@@ -23,7 +23,8 @@ import mindcv_mobilenet as mm
 from mindcv_mobilenet import kernels
 from mindcv_mobilenet.kernels import activation, batchnorm, depthwise, squeeze_excite
 from mindcv_mobilenet.kernels.batchnorm import BatchNorm2d
-from mindcv_mobilenet.kernels.depthwise import DepthwiseConv2d, depthwise_cells
+from mindcv_mobilenet.kernels.depthwise import Conv2d, DepthwiseConv2d, depthwise_cells
+from mindcv_mobilenet.models.fuse import fuse_bn
 from mindcv_mobilenet.models.layers import GlobalAvgPool, HardSwish, SqueezeExcite, exportable_operators
 
 needs_kernel = pytest.mark.skipif(kernels.library_path("depthwise_conv") is None,
@@ -36,6 +37,7 @@ def _reset_kernel_caches():
     kernels._WARNED.clear()
     depthwise.depthwise_op.cache_clear()
     activation.hswish_op.cache_clear()
+    activation.bias_activation_op.cache_clear()
     batchnorm.batchnorm_op.cache_clear()
     squeeze_excite.channel_mean_op.cache_clear()
     squeeze_excite.gate_op.cache_clear()
@@ -318,3 +320,32 @@ def test_kernel_calls_from_several_threads_at_once_give_the_same_results():
             got = list(pool.map(lambda args: _call_forward(library, *args), inputs))
         for g, w in zip(got, want, strict=True):
             np.testing.assert_array_equal(g, w)
+
+
+@needs_kernel
+@pytest.mark.parametrize("name", ["mobilenet_v3_small_075", "mobilenet_v2_035"])
+def test_folded_convolutions_run_bias_and_activation_in_one_kernel(name):
+    """fuse_bn moves each activation into its folded convolution; on CPU bias + activation (ReLU, ReLU6, hard-swish,
+    none) run as one kernel, with the logits of BiasAdd + the activation cell, which exports still use."""
+    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_seed(0)
+    model = mm.create_model(name, num_classes=10)
+    rng = np.random.default_rng(5)
+    for p in model.get_parameters():
+        if p.name.endswith(("moving_mean", "beta")):
+            p.set_data(Tensor(rng.normal(0, 0.5, p.shape).astype(np.float32)))
+    fused, stock = fuse_bn(model), fuse_bn(model)
+    convs = [c for _, c in fused.features.cells_and_names() if isinstance(c, Conv2d)]
+    assert convs and all(c.bias_activation is not None for c in convs)
+    activations = {type(c.activation).__name__ for c in convs}
+    assert activations == ({"ReLU", "HardSwish", "NoneType"} if "v3" in name else {"ReLU6", "NoneType"})
+    assert not any(isinstance(c, (nn.ReLU, nn.ReLU6, HardSwish)) for c in fused.features.cell_list)
+    for _, cell in stock.cells_and_names():
+        if isinstance(cell, Conv2d):
+            cell.bias_activation = None
+    x = Tensor(rng.standard_normal((2, 3, 64, 64)).astype(np.float32))
+    want = stock(x).asnumpy()
+    np.testing.assert_allclose(fused(x).asnumpy(), want, rtol=1e-5, atol=1e-6 * float(np.abs(want).max()))
+    with exportable_operators(fused):
+        assert all(c.exportable for c in convs)
+        np.testing.assert_allclose(fused(x).asnumpy(), want, rtol=1e-5, atol=1e-6 * float(np.abs(want).max()))

@@ -1,4 +1,5 @@
-"""Hard-swish that runs this package's CPU kernel (``activation.cc``) where it can; used by ``models.layers.HardSwish``.
+"""Hard-swish, and bias + activation after folded convolutions, on this package's CPU kernels (``activation.cc``);
+used by ``models.layers.HardSwish`` and by the convolutions of BatchNorm-folded networks (``models.fuse.fuse_bn``).
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ import functools
 from . import KernelOp, library_path
 
 _LIBRARY = "activation"
+# activation name -> the kernel's entry point suffix (None: bias only)
+BIAS_ACTIVATIONS = {None: "Linear", "relu": "Relu", "relu6": "Relu6", "hswish": "HSwish"}
 
 
 @functools.cache
@@ -23,3 +26,13 @@ def hswish_op() -> KernelOp | None:
 
     return KernelOp(f"{path}:HSwishForward", out_shape=lambda x: x, out_dtype=lambda x: x, func_type="aot",
                     bprop=bprop)
+
+
+@functools.cache
+def bias_activation_op(activation: str | None) -> KernelOp | None:
+    """``(x (N, C, ...), b (C,)) -> act(x + b)`` for inference (no gradient); None if the library cannot be had."""
+    path = library_path(_LIBRARY)
+    if path is None:
+        return None
+    return KernelOp(f"{path}:BiasActivation{BIAS_ACTIVATIONS[activation]}", out_shape=lambda x, b: x,
+                    out_dtype=lambda x, b: x, func_type="aot")

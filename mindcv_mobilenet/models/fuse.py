@@ -21,12 +21,13 @@ from collections.abc import Iterable
 import numpy as np
 from mindspore import Parameter, Tensor, nn
 
-from ..kernels.depthwise import conv2d
+from ..kernels.depthwise import Conv2d, conv2d
+from .layers import ACTIVATIONS
 
 _logger = logging.getLogger("mindcv_mobilenet")
 
 
-def _folded_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+def _folded_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> Conv2d:
     """A convolution with ``conv``'s geometry computing ``bn(conv(x))`` in inference mode (folded in float64)."""
     weight = conv.weight.asnumpy().astype(np.float64)
     bias = conv.bias.asnumpy().astype(np.float64) if conv.bias is not None else np.zeros(weight.shape[0])
@@ -55,17 +56,29 @@ def conv_bn_pairs(model: nn.Cell) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
             for _, conv, bn in _pairs_in(cell)]
 
 
+def _activation_name(cell: nn.Cell) -> str | None:
+    """MobileNet's name of an activation cell ('relu', 'relu6', 'hswish'), None for any other cell."""
+    return next((name for name, kind in ACTIVATIONS.items() if type(cell) is kind), None)
+
+
 def _fuse_sequential(seq: nn.SequentialCell) -> int:
-    """Fold every ``conv -> BN`` pair inside ``seq``; the BN becomes ``nn.Identity``."""
+    """Fold every ``conv -> BN`` pair inside ``seq``; the BN becomes ``nn.Identity``, and so does a MobileNet
+    activation right after it, which the folded convolution then applies itself (one kernel with its bias on CPU)."""
     pairs = _pairs_in(seq)
     for i, conv, bn in pairs:
         seq[i] = _folded_conv(conv, bn)
         seq[i + 1] = nn.Identity()  # keeps every later index (and so every parameter name) where it was
+        if i + 2 < len(seq) and _activation_name(seq[i + 2]) is not None:
+            seq[i].fuse_activation(seq[i + 2], _activation_name(seq[i + 2]))
+            seq[i + 2] = nn.Identity()
+        else:
+            seq[i].fuse_activation(None)
     return len(pairs)
 
 
 def fuse_bn(model: nn.Cell, inplace: bool = False) -> nn.Cell:
-    """An inference copy of ``model`` with every ``Conv2d -> BatchNorm2d`` pair folded into one biased convolution.
+    """An inference copy of ``model`` with every ``Conv2d -> BatchNorm2d`` pair folded into one biased convolution
+    (which also applies the activation that followed the BatchNorm).
 
     The copy is in eval mode and gives the same logits as ``model.set_train(False)`` up to float rounding. The folded
     layers keep the convolutions' parameter names (plus a ``.bias``), the BN parameters are gone, so the result is for

@@ -19,7 +19,7 @@ from mindspore.common import initializer as init
 from ..kernels import on_cpu
 from ..kernels.activation import hswish_op
 from ..kernels.batchnorm import BatchNorm2d
-from ..kernels.depthwise import DepthwiseConv2d, conv2d
+from ..kernels.depthwise import Conv2d, conv2d
 from ..kernels.squeeze_excite import channel_mean_op, gate_op
 
 
@@ -85,9 +85,9 @@ class HardSwish(_HardActivation):
 @contextlib.contextmanager
 def exportable_operators(model: nn.Cell) -> Iterator[nn.Cell]:
     """Within the block, ``model`` runs standard operators only (same values): hard activations as their ReLU6
-    formula, global pooling as a mean, depthwise convolutions as MindSpore's own (an exported file must not call this
-    package's CPU kernel)."""
-    cells = [cell for _, cell in model.cells_and_names() if isinstance(cell, (_FastOrExportable, DepthwiseConv2d))]
+    formula, global pooling as a mean, convolutions as MindSpore's own (an exported file must not call this package's
+    CPU kernels)."""
+    cells = [cell for _, cell in model.cells_and_names() if isinstance(cell, (_FastOrExportable, Conv2d))]
     for cell in cells:
         cell.exportable = True
     try:
