@@ -16,8 +16,8 @@ import numpy as np
 
 from .timing import first_and_median
 
-CATEGORIES = ("depthwise conv", "1x1 conv", "stem conv 3x3", "BatchNorm", "activation", "squeeze-excite",
-              "residual add", "head (pool + classifier)")
+CATEGORIES = ("depthwise conv", "1x1 conv", "stem conv 3x3", "BatchNorm", "BatchNorm + activation", "activation",
+              "squeeze-excite", "residual add", "head (pool + classifier)")
 
 
 @dataclass
@@ -41,8 +41,8 @@ def _category(cell) -> str | None:
         if cell.group > 1 and cell.group == cell.in_channels:
             return "depthwise conv"
         return "1x1 conv" if tuple(cell.kernel_size) == (1, 1) else "stem conv 3x3"
-    if isinstance(cell, nn.BatchNorm2d):
-        return "BatchNorm"
+    if isinstance(cell, nn.BatchNorm2d):  # with the activation it applies (models.layers.conv_bn_act)
+        return "BatchNorm" if getattr(cell, "activation", None) is None else "BatchNorm + activation"
     if isinstance(cell, (nn.ReLU, nn.ReLU6, HardSwish)):
         return "activation"
     if isinstance(cell, SqueezeExcite):
@@ -67,7 +67,9 @@ def collect_layers(model, image_size: int = 224) -> list[LayerSpec]:
     from mindcv_mobilenet.models.layers import ResidualBlock, SqueezeExcite
 
     specs: OrderedDict = OrderedDict()
-    se_prefixes = [name + "." for name, cell in model.cells_and_names() if isinstance(cell, SqueezeExcite)]
+    # timed as part of their parent: squeeze-excite's cells, and the activation a BatchNorm applies
+    se_prefixes = [name + "." for name, cell in model.cells_and_names()
+                   if isinstance(cell, SqueezeExcite) or getattr(cell, "activation", None) is not None]
 
     def add(category: str, cell, shape: tuple) -> None:
         key = (category, _label(cell, shape) if cell is not None else "", shape)

@@ -9,8 +9,9 @@ import functools
 from . import KernelOp, library_path
 
 _LIBRARY = "activation"
-# activation name -> the kernel's entry point suffix (None: bias only)
-BIAS_ACTIVATIONS = {None: "Linear", "relu": "Relu", "relu6": "Relu6", "hswish": "HSwish"}
+# MobileNet's activation names -> the suffix of the kernels' entry points that apply them (None: no activation);
+# activation.cc (after a bias) and batchnorm.cc (after the normalisation) have one entry point each
+KERNEL_ACTIVATIONS = {None: "Linear", "relu": "Relu", "relu6": "Relu6", "hswish": "HSwish"}
 
 
 @functools.cache
@@ -34,5 +35,5 @@ def bias_activation_op(activation: str | None) -> KernelOp | None:
     path = library_path(_LIBRARY)
     if path is None:
         return None
-    return KernelOp(f"{path}:BiasActivation{BIAS_ACTIVATIONS[activation]}", out_shape=lambda x, b: x,
+    return KernelOp(f"{path}:BiasActivation{KERNEL_ACTIVATIONS[activation]}", out_shape=lambda x, b: x,
                     out_dtype=lambda x, b: x, func_type="aot")

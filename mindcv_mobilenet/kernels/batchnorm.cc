@@ -4,9 +4,14 @@
 // Why: MindSpore 2.10's CPU BatchNorm and BatchNormGrad (oneDNN) take a quarter of a MobileNetV3 training step on
 // this project's 2-core machine, several passes over every activation; here the forward reads x twice (statistics,
 // then y = a x + b) and the gradient reads dy and x twice (two sums, then dx).
-//   BnTrainForward(x, gamma, beta, eps) -> y, mean, var      var: biased (the one that normalises); the caller
-//                                                           updates the moving statistics (unbiased variance)
-//   BnTrainBackward(dy, x, gamma, mean, var, eps) -> dx, dgamma, dbeta
+// The activation that follows MobileNet's BatchNorms (none, ReLU, ReLU6, hard-swish) is applied in the same pass, and
+// its gradient taken in the gradient's passes (z = a x + b recomputed from x): MindSpore's separate ReLU6 and
+// ReLU6Grad were a ninth of a MobileNetV2 training step.
+//   BnTrainForward{Act}(x, gamma, beta, eps) -> y, mean, var   y = act(z), z = (x - mean) / sqrt(var + eps) * gamma
+//                                                             + beta; var: biased (the one that normalises); the
+//                                                             caller updates the moving statistics (unbiased variance)
+//   BnTrainBackward{Act}(dy, x, gamma, beta, mean, var, eps) -> dx, dgamma, dbeta
+//   Act: Linear, Relu, Relu6, HSwish (activation.cc's formulas and MindSpore's gradients)
 // Sums are accumulated in double. Threads: channels split over the kernel threads (parallel.h).
 
 #include <algorithm>
@@ -32,10 +37,33 @@ struct Shape {
   float *Plane(float *base, int64_t b, int64_t ch) const { return base + (b * c + ch) * hw; }
 };
 
-}  // namespace
+struct Linear {
+  static float F(float z) { return z; }
+  static float D(float) { return 1.0f; }
+};
+struct Relu {
+  static float F(float z) { return std::max(z, 0.0f); }
+  static float D(float z) { return z > 0.0f ? 1.0f : 0.0f; }
+};
+struct Relu6 {
+  static float F(float z) { return std::min(std::max(z, 0.0f), 6.0f); }
+  static float D(float z) { return (z > 0.0f && z < 6.0f) ? 1.0f : 0.0f; }
+};
+struct HSwish {
+  static float F(float z) { return z * std::min(std::max(z + 3.0f, 0.0f), 6.0f) / 6.0f; }
+  static float D(float z) { return z < -3.0f ? 0.0f : (z > 3.0f ? 1.0f : (2.0f * z + 3.0f) / 6.0f); }
+};
 
-extern "C" int BnTrainForward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
-                              void *stream, void *extra) {
+// The affine map the forward applies, from the float statistics it returns, so the gradient recomputes the same z.
+struct Affine {
+  float scale, shift;
+  Affine(float gamma, float beta, float mean, float var, float eps)
+      : scale(static_cast<float>(gamma / std::sqrt(static_cast<double>(var) + eps))),
+        shift(static_cast<float>(beta - static_cast<double>(mean) * scale)) {}
+};
+
+template <class Act>
+int Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
   if (nparam != 7 || !Float4d(0, 7, ndims, dtypes)) return 1;
   const float *x = static_cast<const float *>(params[0]);
   const float *gamma = static_cast<const float *>(params[1]);
@@ -59,62 +87,84 @@ extern "C" int BnTrainForward(int nparam, void **params, int *ndims, int64_t **s
         }
       }
       const double mean = sum / count;
-      const double var = std::max(squares / count - mean * mean, 0.0);
-      const float scale = static_cast<float>(gamma[ch] / std::sqrt(var + eps));
-      const float shift = static_cast<float>(beta[ch] - mean * scale);
+      mean_out[ch] = static_cast<float>(mean);
+      var_out[ch] = static_cast<float>(std::max(squares / count - mean * mean, 0.0));
+      const Affine affine(gamma[ch], beta[ch], mean_out[ch], var_out[ch], eps);
       for (int64_t b = 0; b < s.n; ++b) {
         const float *in = s.Plane(x, b, ch);
         float *out = s.Plane(y, b, ch);
 #pragma omp simd
-        for (int64_t i = 0; i < s.hw; ++i) out[i] = in[i] * scale + shift;
+        for (int64_t i = 0; i < s.hw; ++i) out[i] = Act::F(in[i] * affine.scale + affine.shift);
       }
-      mean_out[ch] = static_cast<float>(mean);
-      var_out[ch] = static_cast<float>(var);
     }
   });
   return 0;
 }
 
-extern "C" int BnTrainBackward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
-                               void *stream, void *extra) {
-  if (nparam != 9 || !Float4d(0, 9, ndims, dtypes)) return 1;
+template <class Act>
+int Backward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
+  if (nparam != 10 || !Float4d(0, 10, ndims, dtypes)) return 1;
   const float *dy = static_cast<const float *>(params[0]);
   const float *x = static_cast<const float *>(params[1]);
   const float *gamma = static_cast<const float *>(params[2]);
-  const float *mean_in = static_cast<const float *>(params[3]);
-  const float *var_in = static_cast<const float *>(params[4]);
-  const float eps = *static_cast<const float *>(params[5]);
-  float *dx = static_cast<float *>(params[6]);
-  float *dgamma = static_cast<float *>(params[7]);
-  float *dbeta = static_cast<float *>(params[8]);
+  const float *beta = static_cast<const float *>(params[3]);
+  const float *mean_in = static_cast<const float *>(params[4]);
+  const float *var_in = static_cast<const float *>(params[5]);
+  const float eps = *static_cast<const float *>(params[6]);
+  float *dx = static_cast<float *>(params[7]);
+  float *dgamma = static_cast<float *>(params[8]);
+  float *dbeta = static_cast<float *>(params[9]);
   const Shape s(shapes[0]);
   const double count = static_cast<double>(s.n * s.hw);
   mindcv_kernels::ParallelFor(s.c, [&](int64_t begin, int64_t end) {
     for (int64_t ch = begin; ch < end; ++ch) {
       const float mean = mean_in[ch];
+      const Affine affine(gamma[ch], beta[ch], mean, var_in[ch], eps);
       const double invstd = 1.0 / std::sqrt(static_cast<double>(var_in[ch]) + eps);
-      double sum_dy = 0.0, sum_dy_xc = 0.0;
+      // dz = dy * act'(z): the gradient reaching the normalisation
+      double sum_dz = 0.0, sum_dz_xc = 0.0;
       for (int64_t b = 0; b < s.n; ++b) {
         const float *g = s.Plane(dy, b, ch), *in = s.Plane(x, b, ch);
-#pragma omp simd reduction(+ : sum_dy, sum_dy_xc)
+#pragma omp simd reduction(+ : sum_dz, sum_dz_xc)
         for (int64_t i = 0; i < s.hw; ++i) {
-          sum_dy += g[i];
-          sum_dy_xc += static_cast<double>(g[i]) * (in[i] - mean);
+          const float dz = g[i] * Act::D(in[i] * affine.scale + affine.shift);
+          sum_dz += dz;
+          sum_dz_xc += static_cast<double>(dz) * (in[i] - mean);
         }
       }
-      dbeta[ch] = static_cast<float>(sum_dy);
-      dgamma[ch] = static_cast<float>(sum_dy_xc * invstd);
-      // dx = gamma * invstd * (dy - mean(dy) - (x - mean) * invstd^2 * mean(dy * (x - mean)))
+      dbeta[ch] = static_cast<float>(sum_dz);
+      dgamma[ch] = static_cast<float>(sum_dz_xc * invstd);
+      // dx = gamma * invstd * (dz - mean(dz) - (x - mean) * invstd^2 * mean(dz * (x - mean)))
       const float a = static_cast<float>(gamma[ch] * invstd);
-      const float c = static_cast<float>(invstd * invstd * sum_dy_xc / count);
-      const float d = static_cast<float>(sum_dy / count);
+      const float c = static_cast<float>(invstd * invstd * sum_dz_xc / count);
+      const float d = static_cast<float>(sum_dz / count);
       for (int64_t b = 0; b < s.n; ++b) {
         const float *g = s.Plane(dy, b, ch), *in = s.Plane(x, b, ch);
         float *out = s.Plane(dx, b, ch);
 #pragma omp simd
-        for (int64_t i = 0; i < s.hw; ++i) out[i] = a * (g[i] - d - (in[i] - mean) * c);
+        for (int64_t i = 0; i < s.hw; ++i) {
+          const float dz = g[i] * Act::D(in[i] * affine.scale + affine.shift);
+          out[i] = a * (dz - d - (in[i] - mean) * c);
+        }
       }
     }
   });
   return 0;
 }
+
+}  // namespace
+
+#define BN_ENTRIES(ACT)                                                                                         \
+  extern "C" int BnTrainForward##ACT(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, \
+                                     void *stream, void *extra) {                                               \
+    return Forward<ACT>(nparam, params, ndims, shapes, dtypes);                                                 \
+  }                                                                                                             \
+  extern "C" int BnTrainBackward##ACT(int nparam, void **params, int *ndims, int64_t **shapes,                  \
+                                      const char **dtypes, void *stream, void *extra) {                         \
+    return Backward<ACT>(nparam, params, ndims, shapes, dtypes);                                                \
+  }
+
+BN_ENTRIES(Linear)
+BN_ENTRIES(Relu)
+BN_ENTRIES(Relu6)
+BN_ENTRIES(HSwish)

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 import numpy as np
 from mindspore import Parameter, Tensor, nn
 
+from ..kernels.batchnorm import BatchNorm2d
 from ..kernels.depthwise import Conv2d, conv2d
 from .layers import ACTIVATIONS
 
@@ -62,13 +63,16 @@ def _activation_name(cell: nn.Cell) -> str | None:
 
 
 def _fuse_sequential(seq: nn.SequentialCell) -> int:
-    """Fold every ``conv -> BN`` pair inside ``seq``; the BN becomes ``nn.Identity``, and so does a MobileNet
-    activation right after it, which the folded convolution then applies itself (one kernel with its bias on CPU)."""
+    """Fold every ``conv -> BN`` pair inside ``seq``; the BN becomes ``nn.Identity``. The folded convolution applies
+    the BN's activation (this package's BatchNorm2d), or a MobileNet activation right after the BN (which then
+    becomes ``nn.Identity`` too): one kernel with its bias on CPU."""
     pairs = _pairs_in(seq)
     for i, conv, bn in pairs:
         seq[i] = _folded_conv(conv, bn)
         seq[i + 1] = nn.Identity()  # keeps every later index (and so every parameter name) where it was
-        if i + 2 < len(seq) and _activation_name(seq[i + 2]) is not None:
+        if isinstance(bn, BatchNorm2d) and bn.activation is not None:
+            seq[i].fuse_activation(bn.activation, bn.activation_name)
+        elif i + 2 < len(seq) and _activation_name(seq[i + 2]) is not None:
             seq[i].fuse_activation(seq[i + 2], _activation_name(seq[i + 2]))
             seq[i + 2] = nn.Identity()
         else:

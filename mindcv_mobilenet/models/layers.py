@@ -113,16 +113,17 @@ def conv_bn_act(
     act: str | None = "relu",
     pad_mode: str = "pad",
 ) -> list[nn.Cell]:
-    """Convolution + BatchNorm (+ activation) as a list of cells; ``act=None`` gives a linear projection."""
+    """Convolution + BatchNorm (+ activation) as a list of cells; ``act=None`` gives a linear projection.
+
+    The BatchNorm applies the activation itself (one kernel with the normalisation in CPU training); the activation's
+    place in the list holds an ``nn.Identity`` so that every later layer keeps mindcv's index and parameter names.
+    """
     padding = (kernel_size - 1) // 2 if pad_mode == "pad" else 0
-    layers = [
-        conv2d(in_channels, out_channels, kernel_size, stride, pad_mode=pad_mode, padding=padding, group=groups,
-               has_bias=False),
-        BatchNorm2d(out_channels),
-    ]
-    if act is not None:
-        layers.append(ACTIVATIONS[act]())
-    return layers
+    conv = conv2d(in_channels, out_channels, kernel_size, stride, pad_mode=pad_mode, padding=padding, group=groups,
+                  has_bias=False)
+    if act is None:
+        return [conv, BatchNorm2d(out_channels)]
+    return [conv, BatchNorm2d(out_channels, activation=ACTIVATIONS[act](), activation_name=act), nn.Identity()]
 
 
 class GlobalAvgPool(_FastOrExportable):
