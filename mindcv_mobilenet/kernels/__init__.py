@@ -5,7 +5,7 @@ training on CPU; ``depthwise_conv.cc`` replaces it (forward and both gradients) 
 ``activation.cc`` its hard-swish (3-10x slower than a memory-bound pass), ``batchnorm.cc`` its training-mode
 BatchNorm and gradient (a quarter of a MobileNetV3 training step), ``squeeze_excite.cc`` its global pooling and the
 squeeze-excite gate (pooling, broadcast product and their gradients: a sixth of a V3-Small step). Each library is
-compiled once per source version (its ``.cc`` and the shared ``parallel.h``), compiler and CPU into the package's cache
+compiled once per source version (its ``.cc`` and the shared headers), compiler and CPU into the package's cache
 (``kernels/`` under ``$MINDCV_MOBILENET_CACHE``, else ``~/.cache/mindcv_mobilenet``) with the C++ compiler found
 (``$CXX``, ``g++``, ``c++``, ``clang++``). Where none is present, or the build fails, the models use MindSpore's
 stock operators (same results, slower) and one warning says why. ``MINDCV_MOBILENET_NO_CUSTOM_KERNELS=1`` turns the
@@ -33,7 +33,7 @@ _logger = logging.getLogger("mindcv_mobilenet")
 OPT_OUT_ENV = "MINDCV_MOBILENET_NO_CUSTOM_KERNELS"
 _SOURCE_DIR = os.path.dirname(os.path.abspath(__file__))
 _BASE_FLAGS = ["-O3", "-std=c++17", "-fopenmp-simd", "-shared", "-fPIC", "-pthread"]
-_HEADERS = ("parallel.h",)
+_HEADERS = ("parallel.h", "activations.h")
 # What falls back to MindSpore's stock operators when a library cannot be had (the warning says so).
 USED_FOR = {"depthwise_conv": "depthwise convolutions", "activation": "hard-swish activations",
             "batchnorm": "training-mode BatchNorms", "squeeze_excite": "global pooling and squeeze-excite gates"}

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "activations.h"
 #include "parallel.h"
 
 namespace {
@@ -51,7 +52,7 @@ extern "C" int HSwishForward(int nparam, void **params, int *ndims, int64_t **sh
   float *y = static_cast<float *>(params[1]);
   InBlocks(Numel(ndims[0], shapes[0]), [&](int64_t begin, int64_t end) {
 #pragma omp simd
-    for (int64_t i = begin; i < end; ++i) y[i] = x[i] * std::min(std::max(x[i] + 3.0f, 0.0f), 6.0f) / 6.0f;
+    for (int64_t i = begin; i < end; ++i) y[i] = mindcv_kernels::HSwish::F(x[i]);
   });
   return 0;
 }
@@ -64,22 +65,14 @@ extern "C" int HSwishBackward(int nparam, void **params, int *ndims, int64_t **s
   float *dx = static_cast<float *>(params[2]);
   InBlocks(Numel(ndims[0], shapes[0]), [&](int64_t begin, int64_t end) {
 #pragma omp simd
-    for (int64_t i = begin; i < end; ++i) {
-      const float v = x[i];
-      dx[i] = dy[i] * (v < -3.0f ? 0.0f : (v > 3.0f ? 1.0f : (2.0f * v + 3.0f) / 6.0f));
-    }
+    for (int64_t i = begin; i < end; ++i) dx[i] = dy[i] * mindcv_kernels::HSwish::D(x[i]);
   });
   return 0;
 }
 
 namespace {
 
-inline float Linear(float v) { return v; }
-inline float Relu(float v) { return std::max(v, 0.0f); }
-inline float Relu6(float v) { return std::min(std::max(v, 0.0f), 6.0f); }
-inline float HSwish(float v) { return v * std::min(std::max(v + 3.0f, 0.0f), 6.0f) / 6.0f; }
-
-template <float (*Act)(float)>
+template <class Act>
 int BiasActivation(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
   if (nparam != 3 || ndims[0] < 2 || ndims[1] != 1 || !AllFloat(nparam, dtypes)) return 1;
   const float *x = static_cast<const float *>(params[0]);
@@ -94,7 +87,7 @@ int BiasActivation(int nparam, void **params, int *ndims, int64_t **shapes, cons
       const float *in = x + p * size;
       float *out = y + p * size;
 #pragma omp simd
-      for (int64_t i = 0; i < size; ++i) out[i] = Act(in[i] + bias);
+      for (int64_t i = 0; i < size; ++i) out[i] = Act::F(in[i] + bias);
     }
   });
   return 0;
@@ -105,7 +98,7 @@ int BiasActivation(int nparam, void **params, int *ndims, int64_t **shapes, cons
 #define BIAS_ACTIVATION_ENTRY(NAME, ACT)                                                                     \
   extern "C" int NAME(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *stream, \
                       void *extra) {                                                                       \
-    return BiasActivation<ACT>(nparam, params, ndims, shapes, dtypes);                                     \
+    return BiasActivation<mindcv_kernels::ACT>(nparam, params, ndims, shapes, dtypes);                                     \
   }
 
 BIAS_ACTIVATION_ENTRY(BiasActivationLinear, Linear)

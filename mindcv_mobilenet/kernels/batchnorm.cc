@@ -19,9 +19,15 @@
 #include <cstdint>
 #include <cstring>
 
+#include "activations.h"
 #include "parallel.h"
 
 namespace {
+
+using mindcv_kernels::HSwish;
+using mindcv_kernels::Linear;
+using mindcv_kernels::Relu;
+using mindcv_kernels::Relu6;
 
 bool Float4d(int first, int count, int *ndims, const char **dtypes) {
   for (int i = first; i < first + count; ++i) {
@@ -35,23 +41,6 @@ struct Shape {
   explicit Shape(const int64_t *s) : n(s[0]), c(s[1]), hw(s[2] * s[3]) {}
   const float *Plane(const float *base, int64_t b, int64_t ch) const { return base + (b * c + ch) * hw; }
   float *Plane(float *base, int64_t b, int64_t ch) const { return base + (b * c + ch) * hw; }
-};
-
-struct Linear {
-  static float F(float z) { return z; }
-  static float D(float) { return 1.0f; }
-};
-struct Relu {
-  static float F(float z) { return std::max(z, 0.0f); }
-  static float D(float z) { return z > 0.0f ? 1.0f : 0.0f; }
-};
-struct Relu6 {
-  static float F(float z) { return std::min(std::max(z, 0.0f), 6.0f); }
-  static float D(float z) { return (z > 0.0f && z < 6.0f) ? 1.0f : 0.0f; }
-};
-struct HSwish {
-  static float F(float z) { return z * std::min(std::max(z + 3.0f, 0.0f), 6.0f) / 6.0f; }
-  static float D(float z) { return z < -3.0f ? 0.0f : (z > 3.0f ? 1.0f : (2.0f * z + 3.0f) / 6.0f); }
 };
 
 // The affine map the forward applies, from the float statistics it returns, so the gradient recomputes the same z.
