@@ -1,8 +1,8 @@
 """Building blocks shared by the MobileNet families.
 
-Blocks are returned as plain lists of cells (convolution, BatchNorm, activation) and assembled into
-``nn.SequentialCell`` by the family builders, so parameter names come out as ``features.3.layers.0.weight`` exactly
-as in mindcv and its published checkpoints load unchanged.
+Blocks are returned as plain lists of cells (convolution, BatchNorm with its activation, an ``nn.Identity`` where
+mindcv has the activation) and assembled into ``nn.SequentialCell`` by the family builders, so parameter names come
+out as ``features.3.layers.0.weight`` exactly as in mindcv and its published checkpoints load unchanged.
 """
 
 from __future__ import annotations
