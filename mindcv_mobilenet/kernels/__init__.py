@@ -33,7 +33,7 @@ _logger = logging.getLogger("mindcv_mobilenet")
 OPT_OUT_ENV = "MINDCV_MOBILENET_NO_CUSTOM_KERNELS"
 _SOURCE_DIR = os.path.dirname(os.path.abspath(__file__))
 _BASE_FLAGS = ["-O3", "-std=c++17", "-fopenmp-simd", "-shared", "-fPIC", "-pthread"]
-_HEADERS = ("parallel.h", "activations.h")
+_HEADERS = ("parallel.h", "activations.h", "aot.h")
 # What falls back to MindSpore's stock operators when a library cannot be had (the warning says so).
 USED_FOR = {"depthwise_conv": "depthwise convolutions", "activation": "hard-swish activations",
             "batchnorm": "training-mode BatchNorms", "squeeze_excite": "global pooling and squeeze-excite gates"}

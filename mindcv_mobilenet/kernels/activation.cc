@@ -13,27 +13,17 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 
 #include "activations.h"
+#include "aot.h"
 #include "parallel.h"
 
 namespace {
 
 constexpr int64_t kBlock = 1 << 15;
 
-int64_t Numel(int ndim, const int64_t *shape) {
-  int64_t n = 1;
-  for (int i = 0; i < ndim; ++i) n *= shape[i];
-  return n;
-}
-
-bool AllFloat(int nparam, const char **dtypes) {
-  for (int i = 0; i < nparam; ++i) {
-    if (std::strcmp(dtypes[i], "float32") != 0) return false;
-  }
-  return true;
-}
+using mindcv_kernels::AllFloat;
+using mindcv_kernels::Numel;
 
 // Runs body(begin, end) over [0, n) in blocks, the blocks split over the threads.
 template <class Body>

@@ -23,6 +23,11 @@ struct Relu6 {
   static float D(float z) { return (z > 0.0f && z < 6.0f) ? 1.0f : 0.0f; }
 };
 
+struct HSigmoid {  // squeeze-excite's gate
+  static float F(float z) { return std::min(std::max(z + 3.0f, 0.0f), 6.0f) / 6.0f; }
+  static float D(float z) { return (z > -3.0f && z < 3.0f) ? 1.0f / 6.0f : 0.0f; }
+};
+
 struct HSwish {
   static float F(float z) { return z * std::min(std::max(z + 3.0f, 0.0f), 6.0f) / 6.0f; }
   static float D(float z) { return z < -3.0f ? 0.0f : (z > 3.0f ? 1.0f : (2.0f * z + 3.0f) / 6.0f); }

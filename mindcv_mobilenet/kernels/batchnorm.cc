@@ -17,9 +17,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 
 #include "activations.h"
+#include "aot.h"
 #include "parallel.h"
 
 namespace {
@@ -29,11 +29,9 @@ using mindcv_kernels::Linear;
 using mindcv_kernels::Relu;
 using mindcv_kernels::Relu6;
 
-bool Float4d(int first, int count, int *ndims, const char **dtypes) {
-  for (int i = first; i < first + count; ++i) {
-    if (std::strcmp(dtypes[i], "float32") != 0) return false;
-  }
-  return ndims[first] == 4;
+// float32 tensors, the first one (x or dy) 4-D
+bool Float4d(int nparam, int *ndims, const char **dtypes) {
+  return ndims[0] == 4 && mindcv_kernels::AllFloat(nparam, dtypes);
 }
 
 struct Shape {
@@ -53,7 +51,7 @@ struct Affine {
 
 template <class Act>
 int Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
-  if (nparam != 7 || !Float4d(0, 7, ndims, dtypes)) return 1;
+  if (nparam != 7 || !Float4d(7, ndims, dtypes)) return 1;
   const float *x = static_cast<const float *>(params[0]);
   const float *gamma = static_cast<const float *>(params[1]);
   const float *beta = static_cast<const float *>(params[2]);
@@ -92,7 +90,7 @@ int Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char 
 
 template <class Act>
 int Backward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
-  if (nparam != 10 || !Float4d(0, 10, ndims, dtypes)) return 1;
+  if (nparam != 10 || !Float4d(10, ndims, dtypes)) return 1;
   const float *dy = static_cast<const float *>(params[0]);
   const float *x = static_cast<const float *>(params[1]);
   const float *gamma = static_cast<const float *>(params[2]);

@@ -9,32 +9,25 @@
 //   ChannelMeanBackward(dp, x) -> dx:        dx[n, c, :] = dp[n, c] / (H W)                   (x only gives the shape)
 //   GateForward(x, s) -> y:                  y = x * hsig(s[n, c]),  hsig(s) = min(max(s + 3, 0), 6) / 6
 //   GateBackward(dy, x, s) -> dx, ds:        dx = dy * hsig(s),  ds = hsig'(s) * sum over the plane of dy * x,
-//                                            hsig'(s) = 1/6 inside (-3, 3), else 0 (MindSpore's HSigmoidGrad)
+//                                            hsig'(s) = 1/6 inside (-3, 3), else 0 (activations.h)
 // Threads: the planes split over the kernel threads (parallel.h).
 
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 
+#include "activations.h"
+#include "aot.h"
 #include "parallel.h"
 
 namespace {
 
-bool AllFloat(int nparam, const char **dtypes) {
-  for (int i = 0; i < nparam; ++i) {
-    if (std::strcmp(dtypes[i], "float32") != 0) return false;
-  }
-  return true;
-}
+using mindcv_kernels::AllFloat;
+using mindcv_kernels::HSigmoid;
 
 struct Planes {
   int64_t count, size;  // N * C planes of H * W values
   explicit Planes(const int64_t *shape) : count(shape[0] * shape[1]), size(shape[2] * shape[3]) {}
 };
-
-inline float HardSigmoid(float s) { return std::min(std::max(s + 3.0f, 0.0f), 6.0f) / 6.0f; }
-
-inline float HardSigmoidSlope(float s) { return (s > -3.0f && s < 3.0f) ? 1.0f / 6.0f : 0.0f; }
 
 }  // namespace
 
@@ -79,7 +72,7 @@ extern "C" int GateForward(int nparam, void **params, int *ndims, int64_t **shap
   const Planes planes(shapes[0]);
   mindcv_kernels::ParallelFor(planes.count, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      const float gate = HardSigmoid(s[i]);
+      const float gate = HSigmoid::F(s[i]);
       const float *in = x + i * planes.size;
       float *out = y + i * planes.size;
 #pragma omp simd
@@ -100,7 +93,7 @@ extern "C" int GateBackward(int nparam, void **params, int *ndims, int64_t **sha
   const Planes planes(shapes[0]);
   mindcv_kernels::ParallelFor(planes.count, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      const float gate = HardSigmoid(s[i]);
+      const float gate = HSigmoid::F(s[i]);
       const float *g = dy + i * planes.size;
       const float *in = x + i * planes.size;
       float *out = dx + i * planes.size;
@@ -110,7 +103,7 @@ extern "C" int GateBackward(int nparam, void **params, int *ndims, int64_t **sha
         dot += g[j] * in[j];
         out[j] = g[j] * gate;
       }
-      ds[i] = dot * HardSigmoidSlope(s[i]);
+      ds[i] = dot * HSigmoid::D(s[i]);
     }
   });
   return 0;
