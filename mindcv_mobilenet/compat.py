@@ -46,6 +46,7 @@ FOREIGN_KEYS: dict[str, ForeignKey] = {k.name: k for k in (
     ForeignKey("run_distribute", "distribute", "model_zoo: data parallel", flag=True),
     ForeignKey("smooth_factor", "label_smoothing", "model_zoo: label smoothing"),
     ForeignKey("max_lr", "lr", "model_zoo: peak learning rate"),
+    ForeignKey("learning_rate", "lr", "model_zoo: learning rate"),
     ForeignKey("decay_epoch", "decay_epochs", "model_zoo: epochs of the cosine decay"),
     ForeignKey("lr_decay_mode", "scheduler", "model_zoo: cosine_decay_lr, cosine, steps/piecewise_constant_lr, "
                "constant (or a scheduler name of this project)"),

@@ -42,7 +42,7 @@ from typing import Any
 
 import yaml
 
-from .compat import FOREIGN_KEYS, foreign_keys_for, target_of, translate
+from .compat import FOREIGN_KEYS, ForeignKey, foreign_keys_for, target_of, translate
 from .data.constants import DATASET_NAMES, DEMO_DATASET
 from .utils.errors import ConfigError
 from .utils.fileio import atomic_path
@@ -392,7 +392,7 @@ def options_for(kind: str, extra: Sequence[Option] = ()) -> list[Option]:
 # Names other trainers use for a key (timm, torchvision, Keras); spelling alone would not lead to mindcv's names.
 # (Keys of the model_zoo that are accepted as they are written live in compat.FOREIGN_KEYS.)
 SYNONYMS = {
-    "learning_rate": "lr", "lerning_rate": "lr", "epochs": "epoch_size", "num_epochs": "epoch_size",
+    "lerning_rate": "lr", "epochs": "epoch_size", "num_epochs": "epoch_size",
     "optimizer": "opt", "optim": "opt", "model_name": "model", "data": "data_dir",
     "data_path": "data_dir", "img_size": "image_resize", "resume_from": "resume",
     "checkpoint": "ckpt_path", "output_dir": "ckpt_save_dir",
@@ -401,18 +401,25 @@ SYNONYMS = {
 }
 
 
-def _suggest(name: str, known: Sequence[str]) -> str:
+def _suggest(name: str, spellings: Mapping[str, str]) -> str:
+    """'; did you mean KEY?' for an unknown ``name``: the key whose name, alias or foreign name (``spellings``: every
+    accepted name -> the key it sets) is closest, so a misspelt ``learnin_rate`` points to ``lr``."""
     synonym = SYNONYMS.get(name.lower().replace("-", "_"))
-    if synonym in known:
+    if synonym in spellings.values():
         return f"; did you mean '{synonym}'?"
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.5)
-    return f"; did you mean '{close[0]}'?" if close else ""
+    close = difflib.get_close_matches(name, list(spellings), n=1, cutoff=0.5)
+    return f"; did you mean '{spellings[close[0]]}'?" if close else ""
 
 
 def _alias_map(options: Sequence[Option]) -> dict[str, str]:
     names = {o.name: o.name for o in options}
     names.update({a: o.name for o in options for a in o.aliases})
     return names
+
+
+def _spellings(options: Sequence[Option], foreign: Sequence[ForeignKey], kind: str) -> dict[str, str]:
+    """Every name that sets a key of ``options`` (its own, its aliases, the foreign keys) -> the key it sets."""
+    return {k.name: target_of(k, kind) for k in foreign} | _alias_map(options)
 
 
 def load_yaml(path: str, options: Sequence[Option] | None = None, kind: str = "train") -> dict[str, Any]:
@@ -441,7 +448,8 @@ def _read_yaml(path: str, options: Sequence[Option] | None, kind: str) -> tuple[
     names = _alias_map(options)
     for key in data:
         if key not in names and key not in FOREIGN_KEYS:
-            raise ConfigError(f"config file {path}: unknown key '{key}'{_suggest(str(key), list(names))}")
+            spellings = _spellings(options, list(FOREIGN_KEYS.values()), kind)
+            raise ConfigError(f"config file {path}: unknown key '{key}'{_suggest(str(key), spellings)}")
     data, notes = translate({names.get(k, k): v for k, v in data.items()}, kind, f"config file {path}")
     by_name = {o.name: o for o in options}
     return {k: by_name[k].convert(v, f"config file {path}") for k, v in data.items()}, notes
@@ -515,13 +523,13 @@ def _underscored_flags(argv: Sequence[str]) -> list[str]:
     return [underscored(a) for a in argv]
 
 
-def _unknown_flag_error(unknown: list[str], options: Sequence[Option]) -> ConfigError:
+def _unknown_flag_error(unknown: list[str], kind: str, extra: Sequence[Option]) -> ConfigError:
     flag = next((u for u in unknown if u.startswith("-")), unknown[0])
     name = flag.lstrip("-").split("=", 1)[0]
-    names = list(_alias_map(options))
     if name in _alias_map(OPTIONS) or name in FOREIGN_KEYS:
         return ConfigError(f"option --{name} is not used by this script")
-    return ConfigError(f"unknown option {flag}{_suggest(name, names)}")
+    spellings = _spellings(options_for(kind, extra), _foreign_keys(kind, extra), kind)
+    return ConfigError(f"unknown option {flag}{_suggest(name, spellings)}")
 
 
 @dataclass
@@ -539,7 +547,7 @@ def _read_sources(kind: str, argv: Sequence[str], extra: Sequence[Option], descr
     parser = build_parser(kind, extra, description)
     given, unknown = parser.parse_known_args(_bare_assignments(_underscored_flags(argv), extra))
     if unknown:
-        raise _unknown_flag_error(unknown, options)
+        raise _unknown_flag_error(unknown, kind, extra)
     given = vars(given)
     config_path = given.pop("config", "") or ""
     given, notes = translate(given, kind, "command line")

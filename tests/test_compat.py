@@ -269,3 +269,26 @@ def test_every_foreign_key_has_a_target_of_this_project():
     targets = {k.target for k in FOREIGN_KEYS.values()} | {k.infer_target for k in FOREIGN_KEYS.values()}
     assert targets - {None, "image_path"} <= set(OPTIONS_BY_NAME)
     assert not set(FOREIGN_KEYS) & set(OPTIONS_BY_NAME)  # a foreign name never shadows one of ours
+
+
+def test_learning_rate_is_lr_and_misspellings_point_to_lr(tmp_path):
+    """The model_zoo's ``learning_rate`` sets ``lr`` (command line and YAML, with lr's checks); a misspelt key is
+    matched against every name a key answers to, foreign ones included, and the key itself is suggested."""
+    assert parse_args("train", ["--learning_rate", "0.3"]).lr == 0.3
+    recipe = tmp_path / "zoo.yaml"
+    recipe.write_text("learning_rate: 0.2\n")
+    assert parse_args("train", ["-c", str(recipe)]).lr == 0.2
+    with pytest.raises(ConfigError, match="'learning_rate' sets 'lr', which is also given"):
+        parse_args("train", ["--learning_rate", "0.1", "--lr", "0.2"])
+    with pytest.raises(ConfigError, match="bad value for 'lr'"):
+        parse_args("train", ["--learning_rate", "fast"])
+    with pytest.raises(ConfigError, match="--learning_rate is not used by this script"):
+        parse_args("validate", ["--learning_rate", "0.1"])
+    for flag in ("--learnin_rate", "--learning-rat", "--learning_rte"):
+        with pytest.raises(ConfigError, match=f"unknown option {flag.replace('-rat', '_rat')}; did you mean 'lr'"):
+            parse_args("train", [flag, "0.1"])
+    recipe.write_text("learnin_rate: 0.2\n")
+    with pytest.raises(ConfigError, match="unknown key 'learnin_rate'; did you mean 'lr'"):
+        parse_args("train", ["-c", str(recipe)])
+    with pytest.raises(ConfigError, match="unknown option --nesterv; did you mean 'use_nesterov'"):  # an alias's key
+        parse_args("train", ["--nesterv", "True"])
