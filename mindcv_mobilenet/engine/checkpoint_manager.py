@@ -6,7 +6,8 @@ slots and ``global_step`` (``train_state.opt.<name>``), the loss scale, the epoc
 epoch and the best Top-1 so far. Resuming reads all of it from the file's contents, never from its name.
 
 Files: ``<model>-<epoch>_<step>.ckpt`` every ``ckpt_save_interval`` epochs (the last ``keep_checkpoint_max`` kept),
-``<model>_best.ckpt`` (highest validation Top-1, never pruned). All writes are atomic.
+``<model>_best.ckpt`` (highest validation Top-1, never pruned). All writes are atomic. The names are made and read
+here only: :func:`run_checkpoint` is the checkpoint validate/infer/export take from a run folder.
 """
 
 from __future__ import annotations
@@ -105,6 +106,31 @@ def restore_training_checkpoint(path: str, model: nn.Cell, optimizer: nn.Optimiz
                       best_top1=float(_value(params[STATE_PREFIX + "best_top1"])))
 
 
+def best_checkpoint_path(save_dir: str, prefix: str) -> str:
+    return os.path.join(save_dir, f"{prefix}_best.ckpt")
+
+
+def periodic_checkpoints(save_dir: str, prefix: str) -> list[str]:
+    """The ``<prefix>-<epoch>_<step>.ckpt`` files in ``save_dir``, oldest first (by time written, then epoch, step)."""
+    pattern = re.compile(re.escape(prefix) + r"-(\d+)_(\d+)\.ckpt$")
+    found = []
+    for name in os.listdir(save_dir) if os.path.isdir(save_dir) else []:
+        match = pattern.match(name)
+        path = os.path.join(save_dir, name)
+        if match and os.path.isfile(path):
+            found.append(((os.path.getmtime(path), int(match[1]), int(match[2])), path))
+    return [path for _, path in sorted(found)]
+
+
+def run_checkpoint(save_dir: str, prefix: str) -> str | None:
+    """The checkpoint a run folder offers for evaluation: ``<prefix>_best.ckpt``, else the newest periodic one."""
+    best = best_checkpoint_path(save_dir, prefix)
+    if os.path.isfile(best):
+        return best
+    periodic = periodic_checkpoints(save_dir, prefix)
+    return periodic[-1] if periodic else None
+
+
 class CheckpointManager:
     """Writes periodic checkpoints (keeping the last ``keep_max``) and the best one; inert on ranks other than 0."""
 
@@ -113,15 +139,20 @@ class CheckpointManager:
         self.prefix = prefix
         self.keep_max = keep_max
         self.enabled = enabled
-        self.best_path = os.path.join(save_dir, f"{prefix}_best.ckpt")
+        self.best_path = best_checkpoint_path(save_dir, prefix)
         self.last_path: str | None = None
-        pattern = re.compile(re.escape(prefix) + r"-\d+_\d+\.ckpt$")
-        existing = [os.path.join(save_dir, f) for f in os.listdir(save_dir)] if os.path.isdir(save_dir) else []
         # files of an earlier part of this run (resume): oldest first, so they are pruned first
-        self.saved = sorted((p for p in existing if pattern.match(os.path.basename(p))), key=os.path.getmtime)
+        self.saved = periodic_checkpoints(save_dir, prefix)
+
+    def last_complete(self) -> str | None:
+        """The checkpoint written last that is complete on disk (periodic or best; an earlier part's on resume):
+        where a run that stopped continues from."""
+        written = [p for p in self.saved + [self.best_path] if os.path.isfile(p)]
+        return max(written, key=os.path.getmtime) if written else None
 
     def save(self, entries: dict, epoch: int, step: int) -> str | None:
-        """Write ``<prefix>-<epoch>_<step>.ckpt`` and delete the oldest beyond ``keep_max``."""
+        """Write ``<prefix>-<epoch>_<step>.ckpt`` and delete the oldest beyond ``keep_max`` (only once it is written:
+        a failed write leaves the earlier ones)."""
         if not self.enabled:
             return None
         path = os.path.join(self.save_dir, f"{self.prefix}-{epoch}_{step}.ckpt")

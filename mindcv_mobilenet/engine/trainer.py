@@ -7,17 +7,23 @@ queue (``mindspore.data_sink``). The training tree is scanned once per run; each
 whose data order depends only on ``seed + epoch``, so a resumed run sees the batches an uninterrupted run would have
 seen. (Dropout masks are not reproduced: MindSpore does not expose its kernels' random state.)
 
+A write that fails (disk full, no permission: checkpoints, ``config.yaml``, ``train.log``, ``metrics.jsonl``,
+``class_names.json``) ends the run with one :class:`~mindcv_mobilenet.utils.errors.WriteError` naming the file, the
+cause, the last complete checkpoint and the ``--resume`` command that continues from it; no partial file is left.
+
 ``MINDCV_MOBILENET_DEBUG_DIR`` (for tests): every rank writes the digest and labels of each batch it trained on to
 ``samples_rank<r>.jsonl`` and its final weights to ``weights_rank<r>.npz`` there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import random
+import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -27,15 +33,16 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn
 
-from ..config import Config
-from ..data import create_dataset, create_loader
+from ..config import RUN_CONFIG_FILE, Config, program
+from ..data import create_dataset, create_loader, save_class_names
 from ..data.dataset import DataSource, load_source
 from ..data.loader import loader_steps
 from ..data.preprocessing import resolve_data_config
 from ..models import create_model
 from ..models.input_norm import NormalizedInput
 from ..runtime import jit_forward
-from ..utils.errors import UserError
+from ..utils.errors import UserError, WriteError
+from ..utils.fileio import appending, make_folder, os_reason, writing
 from .amp import apply_amp
 from .checkpoint_manager import CheckpointManager, TrainState, restore_training_checkpoint, training_checkpoint
 from .distributed import DistInfo, Reducer, init_distributed
@@ -111,6 +118,21 @@ def iterate(loader) -> Iterator:
     yield from loader.create_tuple_iterator(num_epochs=1, output_numpy=False)
 
 
+class RunLogFile(logging.FileHandler):
+    """``train.log``: a write that fails (disk full) ends the run as one :class:`WriteError`, instead of logging's
+    stack dump on stderr and a log that silently stops."""
+
+    def __init__(self, path: str) -> None:
+        with writing(path):
+            super().__init__(path, encoding="utf-8")
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        err = sys.exc_info()[1]
+        if isinstance(err, OSError):
+            raise WriteError(f"cannot write {self.baseFilename}: {os_reason(err)}") from None
+        super().handleError(record)
+
+
 def _setup_logging(run_dir: str | None, is_main: bool) -> list[logging.Handler]:
     _logger.setLevel(logging.INFO if is_main else logging.WARNING)
     handlers: list[logging.Handler] = []
@@ -119,7 +141,7 @@ def _setup_logging(run_dir: str | None, is_main: bool) -> list[logging.Handler]:
         stream._mcv_train = True  # type: ignore[attr-defined]
         handlers.append(stream)
     if run_dir and is_main:
-        handlers.append(logging.FileHandler(os.path.join(run_dir, "train.log"), encoding="utf-8"))
+        handlers.append(RunLogFile(os.path.join(run_dir, "train.log")))
     for handler in handlers:
         handler.setFormatter(logging.Formatter("%(message)s"))
         _logger.addHandler(handler)
@@ -168,15 +190,20 @@ def train(cfg: Config) -> dict:
     setup_context(cfg)
     info = init_distributed(cfg.distribute)
     run_dir = cfg.ckpt_save_dir
-    if info.is_main:
-        os.makedirs(run_dir, exist_ok=True)
-    handlers = _setup_logging(run_dir, info.is_main)
+    manager = CheckpointManager(run_dir, cfg.model, cfg.keep_checkpoint_max, enabled=info.is_main)
+    handlers: list[logging.Handler] = []
     try:
-        return _train(cfg, info, run_dir)
+        if info.is_main:
+            make_folder(run_dir, "run folder (ckpt_save_dir)")
+        handlers = _setup_logging(run_dir, info.is_main)
+        return _train(cfg, info, run_dir, manager)
+    except WriteError as err:
+        raise WriteError(f"{err}; {_what_is_kept(cfg, manager)}") from None
     finally:
         for handler in handlers:
             _logger.removeHandler(handler)
-            handler.close()
+            with contextlib.suppress(OSError):  # a full disk fails the last flush too; the error is on its way
+                handler.close()
 
 
 @dataclass
@@ -214,14 +241,16 @@ class TrainingRun:
         return self.step_cell.state() | ({"ema_updates": self.ema.updates} if self.ema is not None else {})
 
 
-def _train(cfg: Config, info: DistInfo, run_dir: str) -> dict:
+def _train(cfg: Config, info: DistInfo, run_dir: str, manager: CheckpointManager) -> dict:
     log = RunLog(os.path.join(run_dir, "metrics.jsonl"), info.is_main)
     for key, value in resolve_data_config(cfg).as_settings().items():
         setattr(cfg, key, value)  # config.yaml records the preprocessing used; validate/infer read it from there
     if info.is_main:
-        cfg.save(os.path.join(run_dir, "config.yaml"))
+        cfg.save(os.path.join(run_dir, RUN_CONFIG_FILE))
         _logger.info("config:\n%s", cfg)
-    run = build_run(cfg, info, run_dir, log)
+    run = build_run(cfg, info, log, manager)
+    if info.is_main:
+        save_class_list(run, run_dir)
     last_val: dict | None = None
     for epoch in range(run.state.epoch, cfg.epoch_size):
         record, train_time, step_time = train_one_epoch(run, epoch)
@@ -241,12 +270,13 @@ def _train(cfg: Config, info: DistInfo, run_dir: str) -> dict:
         record.update(epoch_time=train_time + eval_time, eta=remaining * (step_time * run.steps_per_epoch + eval_time),
                       best_top1=run.state.best_top1 if run.state.best_top1 >= 0 else None)
         save_checkpoints(run, record, improved)
-        log.epoch(record)
+        with appending(log.metrics_path) if log.metrics_path else contextlib.nullcontext():
+            log.epoch(record)
     run.debug.weights(run.model)
     return _finish(run, last_val, time.time() - log.start)
 
 
-def build_run(cfg: Config, info: DistInfo, run_dir: str, log: RunLog) -> TrainingRun:
+def build_run(cfg: Config, info: DistInfo, log: RunLog, manager: CheckpointManager) -> TrainingRun:
     """Data, model (weights loaded, fine-tuning applied), optimizer, step cell and resumed state."""
     seed_everything(cfg.seed)
     # scanned once: each epoch builds a new pipeline (reseeded shuffle) on this source
@@ -292,8 +322,7 @@ def build_run(cfg: Config, info: DistInfo, run_dir: str, log: RunLog) -> Trainin
                           cfg.clip_value, ema)
     step_cell.set_train(True)
     run = TrainingRun(cfg, info, model, network, step_cell, optimizer, ema, lrs, num_classes, steps_per_epoch,
-                      train_source, val_source, train_cache, val_cache, TrainState(),
-                      CheckpointManager(run_dir, cfg.model, cfg.keep_checkpoint_max, enabled=info.is_main),
+                      train_source, val_source, train_cache, val_cache, TrainState(), manager,
                       Reducer(info), log, _DebugDump(info.rank),
                       sink=use_sink_mode(cfg.dataset_sink_mode) and train_cache is None)
     if cfg.resume:
@@ -334,7 +363,8 @@ def train_one_epoch(run: TrainingRun, epoch: int) -> tuple[dict, float, float]:
         try:
             results = window.read()
         except NonFiniteLoss as err:
-            raise TrainingError(_non_finite_message(err.loss, epoch, err.step, run.manager)) from None
+            raise TrainingError(_non_finite_message(err.loss, epoch, err.step, run.manager.last_complete())) \
+                from None
         run.debug.losses(results)
         return _count_steps(results, state, meter, run.step_losses)
 
@@ -366,6 +396,17 @@ def train_one_epoch(run: TrainingRun, epoch: int) -> tuple[dict, float, float]:
               "lr": _lr_at(run.lrs, max(state.global_step - 1, 0)), "images_per_s": run.global_batch / steady,
               "global_step": state.global_step, "skipped_steps": skipped}
     return record, train_time, steady
+
+
+def save_class_list(run: TrainingRun, run_dir: str) -> None:
+    """``class_names.json`` beside the checkpoints: the training data's class names in label order (folder names,
+    CIFAR-10's names, synsets), so infer.py prints them and validate.py checks a folder's classes against them."""
+    names = run.train_source.class_names
+    if len(names) == run.num_classes:
+        save_class_names(names, run_dir)
+    else:
+        _logger.info("no class_names.json written: the data set has %d classes, the model %d (num_classes)",
+                     len(names), run.num_classes)
 
 
 def evaluate_epoch(run: TrainingRun) -> dict:
@@ -414,7 +455,8 @@ def _finish(run: TrainingRun, last_val: dict | None, total: float) -> dict:
         "step_losses": run.step_losses, "time": total,
     }
     if run.info.is_main:
-        best = f"best val_top1 {state.best_top1:.2f}% ({manager.best_path}), " if state.best_top1 >= 0 else ""
+        best = (f"best val_top1 {state.best_top1:.2f}% ({best_path or 'its checkpoint was not written'}), "
+                if state.best_top1 >= 0 else "")
         _logger.info("done in %s: %slast checkpoint %s", format_seconds(total), best, manager.last_path)
         weights = best_path or manager.last_path
         _logger.info("next: python validate.py --model %s --ckpt_path %s\n"
@@ -479,8 +521,22 @@ def _lr_at(lrs: np.ndarray, step: int) -> float:
     return float(lrs[min(step, len(lrs) - 1)])
 
 
-def _non_finite_message(loss: float, epoch: int, step: int, manager: CheckpointManager) -> str:
-    kept = manager.last_path or (manager.best_path if os.path.exists(manager.best_path) else None)
+def _what_is_kept(cfg: Config, manager: CheckpointManager) -> str:
+    """After a failed write: the last complete checkpoint and the command that continues from it."""
+    kept = manager.last_complete()
+    if kept is None:
+        return "no checkpoint was written"
+    run_config = os.path.join(cfg.ckpt_save_dir, RUN_CONFIG_FILE)
+    if not os.path.isfile(run_config):
+        return f"the last complete checkpoint is {kept}: continue with your command and --resume {shlex.quote(kept)}"
+    # the run's resolved options; its ckpt_path (initial weights) would conflict with --resume
+    keep_out = " --ckpt_path ''" if getattr(cfg, "ckpt_path", "") else ""
+    launcher = " (under the same msrun/mpirun launch)" if cfg.distribute else ""
+    return (f"the last complete checkpoint is {kept}: continue with python {program('train')} -c "
+            f"{shlex.quote(run_config)}{keep_out} --resume {shlex.quote(kept)}{launcher}")
+
+
+def _non_finite_message(loss: float, epoch: int, step: int, kept: str | None) -> str:
     where = f"the last good checkpoint is {kept} (resume with --resume {kept})" if kept else "no checkpoint was saved"
     return (f"loss is {loss} at epoch {epoch + 1}, step {step + 1}: training stopped; {where}. Lower lr, or set "
             "clip_grad: True, or warmup_epochs higher")

@@ -7,8 +7,10 @@ fresh initialisation and one log line says so. Writing is atomic.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 
 import mindspore as ms
 import numpy as np
@@ -174,6 +176,27 @@ def save_checkpoint(
                     for k, v in model_or_params.items()]
     else:
         save_obj = model_or_params
-    with atomic_path(path) as tmp_path:
+    with atomic_path(path) as tmp_path, _without_mindspore_save_failure_line():
         ms.save_checkpoint(save_obj, tmp_path, append_dict=extra)
     return path
+
+
+class _SaveFailureLine(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Failed to save the checkpoint file")
+
+
+@contextlib.contextmanager
+def _without_mindspore_save_failure_line() -> Iterator[None]:
+    """MindSpore logs a CRITICAL line naming the temporary file before it raises a failed write; the WriteError of
+    :func:`~.fileio.atomic_path` says it once, with the checkpoint's own path and the cause."""
+    get_logger = getattr(getattr(ms, "log", None), "_get_logger", None)  # private: without it, the line stays
+    if get_logger is None:
+        yield
+        return
+    logger, line_filter = get_logger(), _SaveFailureLine()
+    logger.addFilter(line_filter)
+    try:
+        yield
+    finally:
+        logger.removeFilter(line_filter)

@@ -31,6 +31,11 @@ class DataError(UserError):
     """A missing, empty or unreadable data set."""
 
 
+class WriteError(UserError):
+    """A file or folder that could not be written: disk full, no permission, a folder under a regular file. The
+    message names the path and the cause (:func:`mindcv_mobilenet.utils.fileio.writing` makes it)."""
+
+
 def run_cli(main: Callable[[], int | None]) -> None:
     """Run ``main`` and turn a :class:`UserError` into one line on stderr and exit status 2."""
     try:
