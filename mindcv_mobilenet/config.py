@@ -308,7 +308,9 @@ OPTIONS: tuple[Option, ...] = (
     # checkpoints
     _opt("resume", _str, "", "resume training from this checkpoint (weights, optimizer, epoch, LR, loss scale, EMA)",
          _T, "checkpoint"),
-    _opt("ckpt_save_dir", _str, "./ckpt", "run folder: checkpoints, config.yaml, metrics.jsonl", _T, "checkpoint"),
+    _opt("ckpt_save_dir", _str, "./ckpt", "run folder: checkpoints, config.yaml, metrics.jsonl, class_names.json; "
+         "validate/infer/export without --ckpt_path or --pretrained: the run whose <model>_best.ckpt (else newest "
+         "<model>-E_S.ckpt) they use", _MODEL, "checkpoint"),
     _opt("ckpt_save_interval", _int, 1, "save a checkpoint every N epochs", _T, "checkpoint"),
     _opt("keep_checkpoint_max", _int, 10, "keep the last N periodic checkpoints (the best one is kept too)", _T,
          "checkpoint"),
@@ -360,7 +362,18 @@ RUN_CONFIG_FILE = "config.yaml"
 
 
 class Config(argparse.Namespace):
-    """The resolved configuration: attribute access (``cfg.lr``) plus :meth:`to_dict`, :meth:`save`, ``str()``."""
+    """The resolved configuration: attribute access (``cfg.lr``) plus :meth:`to_dict`, :meth:`save`, ``str()``.
+
+    ``guessed`` (outside the keys: not saved, printed or compared) names the keys the parser guessed (``dataset``
+    from what ``data_dir`` holds) rather than took from a default, the file or the command line: a training run's
+    ``config.yaml`` may replace them (:func:`adopt_run_preprocessing`).
+    """
+
+    __slots__ = ("guessed",)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.guessed: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -603,8 +616,10 @@ def dataset_for_data_dir(data_dir: str) -> str:
 
 
 def adopt_run_preprocessing(cfg: Config) -> str | None:
-    """Fill unset (None) preprocessing keys from the ``config.yaml`` beside ``cfg.ckpt_path`` (a train.py run folder),
-    so that a fine-tuned model is evaluated the way it was trained. Returns that file's path when it gave any."""
+    """Fill unset (None) or guessed (``cfg.guessed``) preprocessing keys from the ``config.yaml`` beside
+    ``cfg.ckpt_path`` (a train.py run folder), so that a fine-tuned model is evaluated the way it was trained. Returns
+    that file's path when it gave any. Called by the parser for ``--ckpt_path`` and, for the checkpoint a run folder
+    offers when neither ``--ckpt_path`` nor ``--pretrained`` is given, by ``inference.loading.use_run_checkpoint``."""
     if not getattr(cfg, "ckpt_path", ""):
         return None
     path = os.path.join(os.path.dirname(os.path.abspath(cfg.ckpt_path)), RUN_CONFIG_FILE)
@@ -615,9 +630,13 @@ def adopt_run_preprocessing(cfg: Config) -> str | None:
     except ConfigError as err:
         print(f"warning: ignoring {path}: {err}", file=sys.stderr, flush=True)
         return None
-    adopted = [k for k in PREPROCESSING_KEYS if k in cfg and getattr(cfg, k) is None and values.get(k) is not None]
+    guessed = getattr(cfg, "guessed", ())
+    adopted = [k for k in PREPROCESSING_KEYS
+               if k in cfg and (getattr(cfg, k) is None or k in guessed) and values.get(k) is not None]
     for key in adopted:
         setattr(cfg, key, values[key])
+    if guessed:
+        cfg.guessed = tuple(k for k in guessed if k not in adopted)
     if adopted and launched_rank() == 0:
         shown = ", ".join(f"{k}={getattr(cfg, k)}" for k in adopted)
         print(f"note: preprocessing from the training run's {path}: {shown}", file=sys.stderr, flush=True)
@@ -641,6 +660,7 @@ def _derived_settings(cfg: Config, kind: str, given: set[str]) -> list[str]:
     notes = []
     if "dataset" in cfg and cfg.dataset is None:
         cfg.dataset = default_dataset(cfg, kind)
+        cfg.guessed = ("dataset",)
     if "model" in cfg:
         from .models.registry import canonical_model_name  # MindSpore: the scripts import it next anyway
 

@@ -10,12 +10,16 @@ proxy on a closed local port, so ``--pretrained`` ends in the download error at 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import socket
+import subprocess
+import sys
 
 import pytest
 import yaml
 from helpers import (
+    REPO_ROOT,
     assert_one_line_error,
     random_checkpoint,
     run_script,
@@ -115,6 +119,33 @@ def test_model_zoo_v3_validate(imagenet_dir, v3_small_ckpt):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "mobilenet_v3_small_100: Top-1" in proc.stdout and "images 4" in proc.stdout
     assert "imagenet transforms at 224 px, crop_pct 0.875" in proc.stderr
+
+
+def test_model_zoo_v3_sequence_evaluates_what_training_wrote(imagenet_dir, tmp_path):
+    """The seeds' sequence as written (issue 22): train.py, then validate.py and infer.py naming no checkpoint, from
+    the same folder: they use ./ckpt/mobilenet_v3_small_100_best.ckpt, with one note line naming it, at the run's
+    preprocessing, and infer.py prints the run's class folders."""
+    (tmp_path / "dataset").mkdir()
+    (tmp_path / "dataset" / "imagenet").symlink_to(imagenet_dir)
+    shutil.copytree(imagenet_dir / "val" / "n01440764", tmp_path / "infer")
+
+    def run(script, *args):
+        return subprocess.run([sys.executable, str(REPO_ROOT / script), *args], capture_output=True, text=True,
+                              timeout=300, cwd=tmp_path, env=dict(os.environ, GLOG_v="3", PYTHONWARNINGS="ignore"))
+
+    model, data = ["--model", "mobilenet_v3_small"], ["--data_url", "./dataset/imagenet"]
+    proc = run("train.py", *model, *data, *SHORT, "--epoch_size", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    used = "note: no --ckpt_path or --pretrained: using ./ckpt/mobilenet_v3_small_100_best.ckpt"
+    proc = run("validate.py", *model, *data, *SHORT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count(used) == 1 and "mobilenet_v3_small_100: Top-1" in proc.stdout
+    assert "imagenet transforms at 224 px, crop_pct 0.875" in proc.stderr
+    proc = run("infer.py", *model, "--data_url", "./infer", "--mode", "1", "--topk", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count(used) == 1
+    top = [line.split("%", 1)[1].strip() for line in proc.stdout.splitlines() if "%" in line]
+    assert len(top) == 3 and all(name.split(" (")[0] in ("n01440764", "n01443537") for name in top)
 
 
 def test_model_zoo_v3_infer(imagenet_dir, v3_small_ckpt, tmp_path):

@@ -3,17 +3,24 @@
 Validation and inference need the whole network from the weights, classifier included: a checkpoint of a fine-tuned
 model carries its own number of classes, which is read from the file instead of asked for, and a classifier that
 does not load (``create_model`` tolerates that for fine-tuning) is an error here.
+
+Which weights: ``--ckpt_path``, else the published ones with ``--pretrained``, else (:func:`use_run_checkpoint`,
+called by validate.py, infer.py and export.py after parsing) what train.py wrote for the model in ``ckpt_save_dir``,
+so the model_zoo's sequence ``train.py``, then ``validate.py``/``infer.py`` naming no checkpoint, evaluates it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass
 
 import mindspore as ms
 from mindspore import nn
 
+from ..config import Config, adopt_run_preprocessing, launched_rank
+from ..engine.checkpoint_manager import run_checkpoint
 from ..models import create_model, get_model_config
 from ..models.registry import classifier_name
 from ..utils.checkpoint import load_model_weights, pretrained_checkpoint_path, read_checkpoint
@@ -38,6 +45,24 @@ class LoadedModel:
     weights: str
     weights_id: str | None
     ckpt_path: str = ""
+
+
+def use_run_checkpoint(cfg: Config) -> str | None:
+    """With neither ``ckpt_path`` nor ``pretrained``: the checkpoint train.py wrote for ``cfg.model`` in
+    ``cfg.ckpt_save_dir`` (``<model>_best.ckpt``, else the newest ``<model>-E_S.ckpt``) becomes ``cfg.ckpt_path``,
+    treated as if given: its run's ``config.yaml`` supplies the preprocessing. One note line names it. Returns it, or
+    None (nothing there: the caller's "no weights" stands)."""
+    if cfg.ckpt_path or cfg.pretrained:
+        return None
+    path = run_checkpoint(cfg.ckpt_save_dir, cfg.model)
+    if path is None:
+        return None
+    cfg.ckpt_path = path
+    if launched_rank() == 0:
+        print(f"note: no --ckpt_path or --pretrained: using {path}, the checkpoint train.py wrote for {cfg.model} in "
+              f"ckpt_save_dir {cfg.ckpt_save_dir}", file=sys.stderr, flush=True)
+    adopt_run_preprocessing(cfg)
+    return path
 
 
 def set_mode(mode: int, device_target: str = "auto") -> None:
