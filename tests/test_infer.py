@@ -180,6 +180,17 @@ def test_wrong_path_is_one_line(tmp_path, fruit_ckpt):
     assert_one_line_error(proc, "missing.jpg", "not found")
 
 
+def test_outputs_that_cannot_be_written_are_one_line(tmp_path, fruit_ckpt, photos):
+    (tmp_path / "file").write_text("")
+    for flag, target, folder, cause in (
+            ("--save_dir", tmp_path / "file" / "gallery", f"{tmp_path / 'file' / 'gallery'} (--save_dir)",
+             "Not a directory"),
+            ("--output", tmp_path / "file" / "p.json", tmp_path / "file", "File exists")):
+        proc = run_script("infer.py", "--model", "mobilenet_v1_025", "--ckpt_path", str(fruit_ckpt), "--image_path",
+                          str(photos / "x.jpg"), flag, str(target))
+        assert_one_line_error(proc, f"cannot create the folder {folder}: {cause}")
+
+
 def test_only_corrupt_images_is_one_line(tmp_path, fruit_ckpt):
     (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     proc = run_script("infer.py", "--model", "mobilenet_v1_025", "--ckpt_path", str(fruit_ckpt), "--image_path",

@@ -119,8 +119,8 @@ def test_train_log_that_cannot_be_written_is_a_write_error(tmp_path):
 def test_run_folder_that_cannot_be_created_is_one_line(tmp_path):
     (tmp_path / "file").write_text("")
     proc = run_script("train.py", *TINY, "--ckpt_save_dir", str(tmp_path / "file" / "run"))
-    assert_one_line_error(proc, "cannot create the run folder", str(tmp_path / "file" / "run"), "Not a directory",
-                          "no checkpoint was written")
+    assert_one_line_error(proc, f"cannot create the folder {tmp_path / 'file' / 'run'} (--ckpt_save_dir): Not a "
+                          "directory; no checkpoint was written")
 
 
 def test_disk_full_at_the_second_checkpoint_keeps_the_first_and_says_how_to_resume(tmp_path):

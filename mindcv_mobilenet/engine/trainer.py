@@ -194,7 +194,7 @@ def train(cfg: Config) -> dict:
     handlers: list[logging.Handler] = []
     try:
         if info.is_main:
-            make_folder(run_dir, "run folder (ckpt_save_dir)")
+            make_folder(run_dir, "--ckpt_save_dir")
         handlers = _setup_logging(run_dir, info.is_main)
         return _train(cfg, info, run_dir, manager)
     except WriteError as err:

@@ -23,7 +23,7 @@ from ..data.decode import load_rgb
 from ..data.folder import list_image_files
 from ..data.preprocessing import resolve_data_config
 from ..utils.errors import DataError, UserError
-from ..utils.fileio import atomic_path
+from ..utils.fileio import atomic_path, make_folder
 from ..utils.logs import setup_logging
 from .calibration import calibration_for
 from .classes import resolve_class_names, short_name
@@ -139,7 +139,7 @@ class Annotator:
 
     def __init__(self, save_dir: str, inputs: list[str]) -> None:
         self.save_dir = save_dir
-        os.makedirs(save_dir, exist_ok=True)
+        make_folder(save_dir, "--save_dir")
         self.protected = {os.path.realpath(p) for p in inputs}
         self.written: list[str] = []
 

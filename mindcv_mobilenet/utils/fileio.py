@@ -31,9 +31,9 @@ def writing(path: str, action: str = "write") -> Iterator[None]:
         raise WriteError(f"cannot {action} {path}: {os_reason(err)}") from None
 
 
-def make_folder(path: str, what: str = "folder") -> str:
-    """``os.makedirs(path, exist_ok=True)``, failing as one WriteError (``what`` names the folder's role)."""
-    with writing(path, f"create the {what}"):
+def make_folder(path: str, option: str = "") -> str:
+    """``os.makedirs(path, exist_ok=True)``, failing as one WriteError (``option``: the flag that named the folder)."""
+    with writing(f"{path} ({option})" if option else path, "create the folder"):
         os.makedirs(path, exist_ok=True)
     return path
 
