@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import math
+import socket
 
 import mindspore as ms
 import numpy as np
+import psutil
 import pytest
 from mindspore import Tensor, nn, ops
 
 from mindcv_mobilenet.engine.amp import apply_amp
 from mindcv_mobilenet.engine.checkpoint_manager import CheckpointManager
-from mindcv_mobilenet.engine.distributed import DistInfo, Reducer, check_launcher
+from mindcv_mobilenet.engine.distributed import DistInfo, Reducer, launcher
 from mindcv_mobilenet.engine.ema import EMA
 from mindcv_mobilenet.engine.loss import CrossEntropySmooth
 from mindcv_mobilenet.engine.metrics import evaluate, topk_correct
+from mindcv_mobilenet.engine.mpi_cluster import choose_scheduler_address, mpi_world
 from mindcv_mobilenet.engine.optim import create_optimizer, param_groups
 from mindcv_mobilenet.engine.scheduler import create_scheduler
 from mindcv_mobilenet.engine.train_step import TrainStep
@@ -289,9 +292,29 @@ def test_checkpoint_manager_keeps_last_and_best(tmp_path):
     assert CheckpointManager(str(tmp_path), "m", 2, enabled=False).save(entries, 5, 50) is None
 
 
-def test_mpirun_on_cpu_is_refused_with_the_msrun_command():
-    with pytest.raises(ConfigError, match="msrun --worker_num=4 --local_worker_num=4"):
-        check_launcher("CPU", {"OMPI_COMM_WORLD_SIZE": "4"})
-    assert check_launcher("GPU", {"OMPI_COMM_WORLD_SIZE": "4"}) == "mpirun"
-    assert check_launcher("CPU", {"MS_ROLE": "MS_WORKER", "OMPI_COMM_WORLD_SIZE": "4"}) == "msrun"
-    assert check_launcher("CPU", {}) == ""
+def test_the_launcher_is_read_from_the_environment():
+    assert launcher({"OMPI_COMM_WORLD_SIZE": "4"}) == "mpirun"
+    assert launcher({"PMI_SIZE": "4"}) == "mpirun"
+    assert launcher({"MS_ROLE": "MS_WORKER", "OMPI_COMM_WORLD_SIZE": "4"}) == "msrun"
+    # MindSpore's scheduler address set by an mpirun user (-x MS_SCHED_HOST=...) does not make it msrun
+    assert launcher({"MS_SCHED_HOST": "10.0.0.1", "MS_SCHED_PORT": "8118", "OMPI_COMM_WORLD_SIZE": "4"}) == "mpirun"
+    assert launcher({}) == ""
+
+
+def test_the_scheduler_address_under_mpirun():
+    """Rank 0's choice: loopback and a free port on one host; MS_SCHED_HOST/PORT when the user sets them; across
+    hosts rank 0's address on the route to mpirun's host (from Open MPI's URI of it)."""
+    one_host = {"OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_LOCAL_SIZE": "2", "OMPI_COMM_WORLD_RANK": "0"}
+    host, port = choose_scheduler_address(one_host)
+    assert host == "127.0.0.1" and 1024 <= port < 65536
+    with socket.socket() as probe:
+        probe.bind((host, port))  # it was free
+    assert choose_scheduler_address({**one_host, "MS_SCHED_HOST": "10.1.2.3", "MS_SCHED_PORT": "8118"}) == (
+        "10.1.2.3", 8118)
+    own = [a.address for addresses in psutil.net_if_addrs().values() for a in addresses
+           if a.family == socket.AF_INET and not a.address.startswith("127.")]
+    if own:  # mpirun's host is this one, reached by its outward address: rank 0 offers that, not loopback
+        two_hosts = {**one_host, "OMPI_COMM_WORLD_LOCAL_SIZE": "1",
+                     "OMPI_MCA_orte_hnp_uri": f"3452567552.0;tcp://127.0.0.1,{own[0]}:41235"}
+        assert choose_scheduler_address({**two_hosts, "MS_SCHED_PORT": "8118"}) == (own[0], 8118)
+    assert mpi_world(one_host) == (0, 2) and mpi_world({}) is None

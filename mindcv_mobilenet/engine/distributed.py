@@ -1,7 +1,7 @@
 """Data parallel: start MindSpore's collectives, know the rank, sum numbers and average BatchNorm over ranks.
 
-Launchers: ``msrun`` (every backend, CPU included) and ``mpirun`` (GPU/Ascend). MindSpore's CPU collectives need
-msrun's scheduler process; a plain ``mpirun`` on CPU cannot start them, and is refused with the command to run.
+Launchers: ``msrun`` (every backend) and ``mpirun``. On GPU/Ascend ``mpirun`` is MindSpore's own path; on CPU the
+collectives need the scheduler process msrun would start, which rank 0 starts instead (``engine/mpi_cluster.py``).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import numpy as np
 from mindspore import Tensor, nn, ops
 
 from ..utils.errors import ConfigError
+from .mpi_cluster import join_cluster_under_mpirun, mpi_world
 
 _logger = logging.getLogger("mindcv_mobilenet")
 
-MSRUN_ENV = ("MS_ROLE", "MS_SCHED_HOST", "MS_WORKER_NUM")
 MPI_ENV = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
 
 
@@ -41,25 +41,11 @@ class DistInfo:
 def launcher(env: dict | None = None) -> str:
     """'msrun', 'mpirun' or '' from the environment the process was started in."""
     env = os.environ if env is None else env
-    if any(k in env for k in MSRUN_ENV):
+    if "MS_ROLE" in env:  # msrun sets it (with MS_SCHED_HOST/PORT, which mpirun users may set themselves)
         return "msrun"
     if any(k in env for k in MPI_ENV):
         return "mpirun"
     return ""
-
-
-def check_launcher(device_target: str, env: dict | None = None) -> str:
-    """The launcher, or a ConfigError when it cannot work (mpirun on CPU); returns '' when started alone."""
-    env = os.environ if env is None else env
-    found = launcher(env)
-    if found == "mpirun" and device_target == "CPU":
-        size = env.get("OMPI_COMM_WORLD_SIZE") or env.get("PMI_SIZE") or "N"
-        raise ConfigError(
-            "mpirun cannot start MindSpore's collectives on CPU (they need msrun's scheduler); run "
-            f"`msrun --worker_num={size} --local_worker_num={size} --master_port=8118 --join=True train.py ...` "
-            "instead (same arguments)"
-        )
-    return found
 
 
 def init_distributed(distribute: bool) -> DistInfo:
@@ -70,10 +56,15 @@ def init_distributed(distribute: bool) -> DistInfo:
     """
     if not distribute:
         return DistInfo()
-    found = check_launcher(ms.get_context("device_target"))
+    found = launcher()
     if not found:
         _logger.warning("distribute: True but not started by msrun/mpirun: running on one device")
         return DistInfo()
+    if found == "mpirun" and ms.get_context("device_target") == "CPU":
+        if mpi_world() is None:
+            raise ConfigError("mpirun on CPU needs Open MPI (OMPI_COMM_WORLD_* variables); with another MPI use "
+                              "msrun --worker_num=N --local_worker_num=N --join=True train.py ...")
+        join_cluster_under_mpirun()
     from mindspore.communication import get_group_size, get_rank, init
 
     init()
