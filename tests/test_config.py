@@ -65,7 +65,7 @@ def test_unknown_flag_suggests_nearest():
         parse_args("validate", ["--lr", "0.1"])
 
 
-@pytest.mark.parametrize("flag, key", [("--learning_rate", "lr"), ("--epochs", "epoch_size"),
+@pytest.mark.parametrize("flag, key", [("--learnin_rate", "lr"), ("--epochs", "epoch_size"),
                                        ("--optimizer", "opt")])
 def test_other_trainers_names_point_to_mindcv_keys(flag, key):
     with pytest.raises(ConfigError, match=f"unknown option {flag}; did you mean '{key}'"):
@@ -283,10 +283,24 @@ def _documented_commands() -> list[tuple[str, str, list[str]]]:
     return found
 
 
-def test_every_documented_command_parses(monkeypatch):
+_PLACEHOLDER = re.compile(r"^/path/to/")
+
+
+def test_documented_commands_name_no_machine_local_path():
+    """A quoted command names files relative to the repository (or ../shared, ../torchenv, exp/ scratch) or a
+    /path/to/ placeholder: never an absolute path that exists on one machine only (/tmp/..., /work/...)."""
+    local = [(doc, kind, arg) for doc, kind, argv in _documented_commands() for value in argv
+             for arg in value.split(":") if arg.startswith(("/", "~")) and not _PLACEHOLDER.match(arg)]
+    assert not local, local
+
+
+def test_every_documented_command_parses(monkeypatch, tmp_path):
     """The flag spellings README, BENCHMARKS.md and docs/ quote (--data-root, --no_check, --file_format MINDIR ONNX,
-    --ld-library-path...) all still parse, through the one parser."""
-    monkeypatch.chdir(REPO)  # -c paths are relative to the repository
+    --ld-library-path...) all still parse, through the one parser. They parse in an empty folder that holds only the
+    repository's configs/ (their -c files), so no checkpoint, run folder or data set left on this machine (a demo run's
+    ckpt/, a scratch exp/) changes what is parsed."""
+    os.symlink(os.path.join(REPO, "configs"), tmp_path / "configs")
+    monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(REPO)
     from benchmark import BENCHMARK_OPTIONS
 
