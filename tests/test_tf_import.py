@@ -17,9 +17,8 @@ import pytest
 from helpers import REPO_ROOT, assert_one_line_error, imagenet_subset, run_script, shared_path
 from tf_reference import TFLiteFloatGraph, keras_v1_forward, tf_preprocess, tflite_runtime_logits
 
-from mindcv_mobilenet.convert import convert_file
+from mindcv_mobilenet.convert import convert_file, convert_tf
 from mindcv_mobilenet.models import create_model, get_model_config
-from mindcv_mobilenet.tf_import import convert_tf
 from mindcv_mobilenet.utils.checkpoint import load_model_weights
 from mindcv_mobilenet.utils.errors import CheckpointError, UserError
 

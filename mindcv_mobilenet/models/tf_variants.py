@@ -3,7 +3,7 @@
 The ``tf_`` models are the family builders with ``tf_padding=True``: every strided convolution pads TensorFlow's
 "same" way (nothing at top/left, one row/column at bottom/right for a 3x3 at stride 2 on an even input), which is what
 Google's Keras, TF-slim and TFLite MobileNets compute. Their weights come from
-``python -m mindcv_mobilenet.convert --input <file>.h5|.npz|.tflite`` (see ``mindcv_mobilenet/tf_import.py``).
+``python -m mindcv_mobilenet.convert --input <file>.h5|.npz|.tflite`` (see ``mindcv_mobilenet/convert/tf.py``).
 """
 
 from __future__ import annotations
