@@ -1,5 +1,5 @@
 """One option table and one parser for every script: ``train.py``, ``validate.py``, ``infer.py``, ``export.py``,
-``python -m mindcv_mobilenet.convert|summary|doctor`` and ``benchmark.py`` (its options handed in as ``extra``).
+``python -m mindcv_mobilenet.convert|summary|doctor|plot`` and ``benchmark.py`` (its options handed in as ``extra``).
 
 Values resolve as built-in defaults < YAML file (``-c/--config``) < command line, under mindcv's key names, so
 mindcv's recipes load unchanged. Every key is declared once in :data:`OPTIONS` with its type, default, help and the
@@ -47,12 +47,12 @@ from .data.constants import DATASET_NAMES, DEMO_DATASET
 from .utils.errors import ConfigError
 from .utils.fileio import atomic_path
 
-KINDS = ("train", "validate", "infer", "export", "convert", "summary", "doctor", "benchmark")
+KINDS = ("train", "validate", "infer", "export", "convert", "summary", "doctor", "plot", "benchmark")
 _T, _V, _I, _E, _C = {"train"}, {"validate"}, {"infer"}, {"export"}, {"convert"}
 _TV = _T | _V
 _TVI = _TV | _I  # the scripts that run a model on data: an option's default kinds
 _MODEL = _TVI | _E  # the scripts that build a model from its published weights or a checkpoint
-_MODULE_SCRIPTS = ("convert", "summary", "doctor")  # started as python -m mindcv_mobilenet.<kind>
+_MODULE_SCRIPTS = ("convert", "summary", "doctor", "plot")  # started as python -m mindcv_mobilenet.<kind>
 
 
 def str2bool(value: Any) -> bool:
@@ -189,6 +189,10 @@ OPTIONS: tuple[Option, ...] = (
     _opt("distribute", str2bool, False, "data parallel over the ranks started by msrun/mpirun", _TV),
     _opt("seed", _int, 42, "seed of python, numpy, MindSpore and the data shuffle", _TV),
     _opt("log_interval", _int, 15, "print a step line every N steps (0: epoch lines only)", _T),
+    _opt("tensorboard", str2bool, False, "also write the run's curves as TensorBoard event files, in log_dir "
+         "(tensorboardX: pip install .[tensorboard])", _T),
+    _opt("log_dir", _str, "", "folder of the TensorBoard event files; setting it turns tensorboard on ('': "
+         "<ckpt_save_dir>/tensorboard)", _T),
     _opt("val_while_train", str2bool, True, "validate on val_split after every val_interval epochs", _T),
     _opt("val_interval", _int, 1, "epochs between validations while training", _T),
     _opt("dataset_sink_mode", str2bool, False,
@@ -280,8 +284,11 @@ OPTIONS: tuple[Option, ...] = (
          _V | _I | _E, "inference"),
     _opt("output", _str, "", "validate: also write the results to this JSON file; infer: write the predictions to "
          "this .json or .csv file; export: the file or folder to write, extension set per format (unset: "
-         "./<model>.mindir/.onnx); convert: the MindSpore checkpoint to write (.ckpt)", _V | _I | _E | _C, "inference",
-         required=_C),
+         "./<model>.mindir/.onnx); convert: the MindSpore checkpoint to write (.ckpt); plot: the picture to write "
+         "(unset: RUN_DIR/curves.png)", _V | _I | _E | _C | {"plot"}, "inference", required=_C),
+    _opt("confusion", _str, "", "write the confusion matrix as this picture (.png; at most 100 classes) and the "
+         "per-class Top-1 beside it (<name>_per_class.csv); unset: beside --output (<name>_confusion.png) when the "
+         "data set has at most 100 classes", _V, "inference"),
     _opt("image_path", _str, [], "image files and/or folders (folders are searched recursively)", _I, "inference",
          nargs="+"),
     _opt("topk", _positive_int, 5, "classes to report per image", _I, "inference"),
@@ -300,6 +307,8 @@ OPTIONS: tuple[Option, ...] = (
     _opt("skip_padding_check", str2bool, False, "V3: do not measure the padding difference (the warning is still "
          "printed)", _C, "convert"),
     _opt("pattern", _str, "*", "shell-style filter on model names", {"summary"}, "summary"),
+    _opt("run_dir", _str, "", "run folder holding metrics.jsonl (train.py's --ckpt_save_dir)", {"plot"}, "plot",
+         positional=True, required={"plot"}),
     _opt("markdown", str2bool, False, "print a Markdown table (as in the README)", {"summary"}, "summary"),
     _opt("ld_library_path", str2bool, False, "print the pip-installed CUDA library folders, ':'-separated, and exit",
          {"doctor"}, "doctor"),

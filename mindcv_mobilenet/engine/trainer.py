@@ -51,6 +51,7 @@ from .finetune import FeatureCache, HeadOnFeatures, cache_features, freeze_backb
 from .loss import create_loss
 from .loss_window import LossWindow, NonFiniteLoss, StepResult
 from .metrics import AverageMeter, RunLog, evaluate, format_seconds
+from .monitor import RunMonitor, require_tensorboardx, tensorboard_dir
 from .optim import create_optimizer
 from .scheduler import create_scheduler
 from .train_step import TrainStep
@@ -187,6 +188,8 @@ class _DebugDump:
 
 def train(cfg: Config) -> dict:
     """Train as ``cfg`` says; return a summary (best/last Top-1, checkpoint paths, per-step losses)."""
+    if tensorboard_dir(cfg):
+        require_tensorboardx()  # before anything starts: one line naming the package
     setup_context(cfg)
     info = init_distributed(cfg.distribute)
     run_dir = cfg.ckpt_save_dir
@@ -243,6 +246,15 @@ class TrainingRun:
 
 def _train(cfg: Config, info: DistInfo, run_dir: str, manager: CheckpointManager) -> dict:
     log = RunLog(os.path.join(run_dir, "metrics.jsonl"), info.is_main)
+    monitor = RunMonitor(run_dir, tensorboard_dir(cfg), info.is_main, title=f"{cfg.model}: {run_dir}")
+    try:
+        return _train_epochs(cfg, info, run_dir, manager, log, monitor)
+    finally:
+        monitor.close()
+
+
+def _train_epochs(cfg: Config, info: DistInfo, run_dir: str, manager: CheckpointManager, log: RunLog,
+                  monitor: RunMonitor) -> dict:
     for key, value in resolve_data_config(cfg).as_settings().items():
         setattr(cfg, key, value)  # config.yaml records the preprocessing used; validate/infer read it from there
     if info.is_main:
@@ -272,6 +284,7 @@ def _train(cfg: Config, info: DistInfo, run_dir: str, manager: CheckpointManager
         save_checkpoints(run, record, improved)
         with appending(log.metrics_path) if log.metrics_path else contextlib.nullcontext():
             log.epoch(record)
+        monitor.epoch(record)
     run.debug.weights(run.model)
     return _finish(run, last_val, time.time() - log.start)
 
@@ -351,11 +364,12 @@ def _epoch_batches(run: TrainingRun, epoch: int) -> tuple[Iterator, Callable | N
 def train_one_epoch(run: TrainingRun, epoch: int) -> tuple[dict, float, float]:
     """Train epoch ``epoch`` (0-based); losses are read back every ``log_interval`` steps, not after each one.
 
-    Returns (the epoch's record: train loss over ranks, lr, images/s, skipped steps; seconds it took; seconds per
-    step after the first, which includes compilation)."""
+    Returns (the epoch's record: train loss over ranks, lr, images/s, skipped steps, ``steps``: the mean loss and
+    the lr at each read-back, this rank's; seconds it took; seconds per step after the first, which includes
+    compilation)."""
     cfg, state = run.cfg, run.state
     seed_everything(cfg.seed + epoch)  # the epoch's shuffle and augmentation depend on the epoch only
-    meter, skipped, window = AverageMeter(), 0, LossWindow()
+    meter, skipped, window, points = AverageMeter(), 0, LossWindow(), []
     read_every = cfg.log_interval or run.steps_per_epoch
 
     def read_losses() -> int:
@@ -366,7 +380,13 @@ def train_one_epoch(run: TrainingRun, epoch: int) -> tuple[dict, float, float]:
             raise TrainingError(_non_finite_message(err.loss, epoch, err.step, run.manager.last_complete())) \
                 from None
         run.debug.losses(results)
-        return _count_steps(results, state, meter, run.step_losses)
+        counted = _count_steps(results, state, meter, run.step_losses)
+        if results:  # one point per read-back (every log_interval steps): the curves' per-step loss and lr
+            window_loss = sum(r.loss * r.batch for r in results) / max(sum(r.batch for r in results), 1)
+            points.append({"step": state.global_step, "epoch": round(epoch + (results[-1].step + 1) /
+                                                                     run.steps_per_epoch, 4),
+                           "loss": window_loss, "lr": _lr_at(run.lrs, max(state.global_step - 1, 0))})
+        return counted
 
     start, first_step_end = time.time(), None
     batches, sink_step = _epoch_batches(run, epoch)
@@ -394,7 +414,7 @@ def train_one_epoch(run: TrainingRun, epoch: int) -> tuple[dict, float, float]:
     state.epoch = epoch + 1
     record = {"epoch": epoch + 1, "epochs": cfg.epoch_size, "train_loss": loss_sum / max(loss_count, 1),
               "lr": _lr_at(run.lrs, max(state.global_step - 1, 0)), "images_per_s": run.global_batch / steady,
-              "global_step": state.global_step, "skipped_steps": skipped}
+              "global_step": state.global_step, "skipped_steps": skipped, "steps": points}
     return record, train_time, steady
 
 
