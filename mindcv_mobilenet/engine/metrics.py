@@ -36,15 +36,18 @@ def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return -log_probs[np.arange(len(labels)), labels.reshape(-1)]
 
 
-def evaluate(model: nn.Cell, batches: Iterable, reducer: Reducer) -> dict:
+def evaluate(model: nn.Cell, batches: Iterable, reducer: Reducer, num_classes: int = 0) -> dict:
     """Top-1/Top-5 (%) and mean loss of ``model`` over this rank's batches, summed over ranks before dividing.
 
     Every rank sends (top-1 hits, top-5 hits, loss sum, images), so the result is exact whatever the shard sizes.
+    With ``num_classes`` the result also holds ``confusion``, the (true class, predicted class) counts summed over
+    ranks the same way (see :func:`per_class_top1`, :func:`most_confused`).
     A last, smaller batch is padded to the first batch's size (and the padding ignored), so graph mode compiles
     the evaluation network once.
     """
     model.set_train(False)
     totals = np.zeros(4)
+    confusion = np.zeros((num_classes, num_classes), np.int64) if num_classes else None
     full = None
     for images, labels in batches:
         labels_np = labels.asnumpy().reshape(-1).astype(np.int64)
@@ -56,12 +59,33 @@ def evaluate(model: nn.Cell, batches: Iterable, reducer: Reducer) -> dict:
         logits = model(images).asnumpy().astype(np.float32)[:n]
         hits = topk_correct(logits, labels_np)
         totals += np.array([hits[0], hits[1], float(cross_entropy(logits, labels_np).sum()), n])
+        if confusion is not None:  # the top-1 prediction: argmax keeps the first of equal logits, as topk_correct
+            np.add.at(confusion, (labels_np, logits.argmax(axis=1)), 1)
     model.set_train(True)
     top1, top5, loss_sum, count = reducer.sum(totals)
+    extra = {} if confusion is None else {"confusion": np.rint(reducer.sum(confusion)).astype(np.int64)}
     if count == 0:
-        return {"top1": float("nan"), "top5": float("nan"), "loss": float("nan"), "count": 0}
+        return {"top1": float("nan"), "top5": float("nan"), "loss": float("nan"), "count": 0} | extra
     return {"top1": 100.0 * top1 / count, "top5": 100.0 * top5 / count, "loss": loss_sum / count,
-            "count": int(count)}
+            "count": int(count)} | extra
+
+
+def per_class_top1(confusion: np.ndarray) -> list[tuple[int, float]]:
+    """(images, Top-1 %) of each true class from a confusion matrix (rows: true class); nan for a class with no
+    image."""
+    images = confusion.sum(axis=1)
+    hits = np.diag(confusion)
+    return [(int(n), 100.0 * int(h) / int(n) if n else float("nan")) for n, h in zip(images, hits, strict=True)]
+
+
+def most_confused(confusion: np.ndarray, k: int = 5) -> list[tuple[int, int, int]]:
+    """The ``k`` (true class, predicted class, images) pairs off the diagonal with the most images, most first
+    (ties in class order); pairs with no image are left out."""
+    off = confusion.astype(np.int64).copy()
+    np.fill_diagonal(off, 0)
+    flat = np.argsort(-off, axis=None, kind="stable")[:k]
+    pairs = [(int(i), int(j), int(off[i, j])) for i, j in zip(*np.unravel_index(flat, off.shape), strict=True)]
+    return [p for p in pairs if p[2] > 0]
 
 
 class AverageMeter:
