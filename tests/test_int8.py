@@ -1,6 +1,7 @@
 """int8 ONNX (ONNX Runtime static quantization) and the dynamic batch axis of ONNX exports: a quantized tiny model
-follows its float logits on real images it was not calibrated on, both files take any batch size, the int8 cache file
-is keyed on the calibration, calibration never silently uses evaluated images, and mistakes give one line."""
+follows its float logits on real images it was not calibrated on, its weights cannot saturate any x86 kernel, both
+files take any batch size, the int8 cache file is keyed on the calibration and the quantization settings, calibration
+never silently uses evaluated images, and mistakes give one line."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from helpers import assert_one_line_error, random_checkpoint, randomize, run_scr
 
 from mindcv_mobilenet import create_model
 from mindcv_mobilenet.data.preprocessing import DataConfig
+from mindcv_mobilenet.inference import calibration as calibration_module
 from mindcv_mobilenet.inference.calibration import from_dataset, from_files, from_folder
 from mindcv_mobilenet.inference.export import export_model
 from mindcv_mobilenet.inference.onnx_backend import OnnxPredictor, cache_path
-from mindcv_mobilenet.inference.quantize import quantize_file
+from mindcv_mobilenet.inference.quantize import Recipe, quantize_file
 from mindcv_mobilenet.utils.errors import DataError
 
 pytest.importorskip("onnxruntime.quantization")
@@ -25,9 +27,12 @@ SIZE = 48
 MODEL = "mobilenet_v2_035"
 SETTINGS = DataConfig("imagenet", SIZE, 0.875, "bilinear", (123.675, 116.28, 103.53), (58.395, 57.12, 57.375))
 # int8 logits of this random-weight model on 16 real images it was not calibrated on: cosine similarity with the float
-# logits 0.96-0.995 (mean 0.985); a dropped bias, a wrong activation range or another model's weights break that.
-# Their difference is 10-25% of the float logits' norm per image (a wrong scale alone would keep the cosine).
+# logits 0.946-0.993 (mean 0.980) with 7-bit weights, the same on AVX2 and VNNI CPUs (8-bit weights: 0.964-0.996,
+# mean 0.986, with VNNI; mean 0.93-0.94 on AVX2); a dropped bias, a wrong activation range or another model's weights
+# break that. Their difference is 12-36% of the float logits' norm per image (a wrong scale alone would keep the
+# cosine).
 MIN_COSINE, MIN_MEAN_COSINE, MAX_RELATIVE_ERROR = 0.93, 0.97, 0.4
+INT16_MAX = 32767
 
 
 def _sample_files(count: int, offset: int) -> list[str]:
@@ -75,6 +80,31 @@ def test_int8_logits_follow_float_on_held_out_images(files):
     assert error.max() < MAX_RELATIVE_ERROR
 
 
+def test_int8_weights_cannot_saturate_any_x86_kernel(files):
+    """Without VNNI (AVX2, AVX-512 without VNNI) ONNX Runtime's uint8 x int8 kernels add two products in int16 with
+    saturation (VPMADDUBSW): with 8-bit weights the logits then depend on the CPU (mean held-out cosine 0.93-0.94
+    instead of 0.99 on an AVX2-only CPU). Checked on the file, so it holds whichever CPU runs the test: activations
+    uint8, weights int8 with zero point 0 and |w| <= 64, so that no pair sum (at most 2 * 255 * 64) exceeds int16."""
+    _, result, _ = files
+    graph = onnx.load(result.path).graph
+    initializers = {t.name: t for t in graph.initializer}
+    weights = {}  # name -> (values, zero point) of every integer weight a product with an activation reads
+    for node in graph.node:
+        if node.op_type not in ("DequantizeLinear", "QLinearConv"):
+            continue
+        value, zero = node.input[3:6:2] if node.op_type == "QLinearConv" else node.input[0:3:2]
+        if value in initializers and initializers[value].data_type != onnx.TensorProto.INT32:  # int32: biases
+            weights[value] = (onnx.numpy_helper.to_array(initializers[value]),
+                              onnx.numpy_helper.to_array(initializers[zero]))
+    multiplies = sum(n.op_type in ("Conv", "Gemm", "MatMul", "QLinearConv") for n in graph.node)
+    assert multiplies > 0 and len(weights) == multiplies  # every convolution's and the classifier's weights
+    for name, (value, zero) in weights.items():
+        assert value.dtype == np.int8 and not zero.any(), name
+        assert 2 * 255 * int(np.abs(value.astype(np.int32)).max()) <= INT16_MAX, f"{name}: weights beyond 7 bits"
+    activations = [n for n in graph.node if n.op_type == "QuantizeLinear"]
+    assert activations and all(initializers[n.input[2]].data_type == onnx.TensorProto.UINT8 for n in activations)
+
+
 def test_float_and_int8_files_take_any_batch(files):
     from mindspore import Tensor
 
@@ -91,9 +121,9 @@ def test_float_and_int8_files_take_any_batch(files):
                                atol=1e-4 * np.abs(expected).max())
 
 
-def test_calibration_sources_and_identity(tmp_path, caplog):
-    """Training split by default, evaluated split (said) without one; other images, counts or preprocessing give
-    another identity, so another cached int8 file."""
+def test_calibration_sources_and_identity(tmp_path, caplog, monkeypatch):
+    """Training split by default, evaluated split (said) without one; other images, counts, preprocessing or
+    quantization settings give another identity, so another cached int8 file."""
     for split, offset in (("train", 0), ("val", 10)):
         for i, path in enumerate(_sample_files(4, offset)):
             folder = tmp_path / "data" / split / f"class{i}"
@@ -106,6 +136,9 @@ def test_calibration_sources_and_identity(tmp_path, caplog):
     assert default.identity != from_dataset("imagenet", str(tmp_path / "data"), "val", SETTINGS, 4).identity
     smaller = DataConfig(**{**SETTINGS.__dict__, "image_size": 32})
     assert default.identity != from_dataset("imagenet", str(tmp_path / "data"), "val", smaller, 3).identity
+    with monkeypatch.context() as patch:  # a file quantized with 8-bit weights (before 7-bit) is not reused
+        patch.setattr(calibration_module, "RECIPE", Recipe(reduce_range=False))
+        assert default.identity != from_dataset("imagenet", str(tmp_path / "data"), "val", SETTINGS, 3).identity
     cifar = from_dataset("cifar10_demo", "", "val", DataConfig("cifar10_demo", 32, None, "bilinear", (125.0,) * 3,
                                                                 (60.0,) * 3), 5)
     assert "'train' split" in cifar.description and cifar.images().shape == (5, 3, 32, 32)  # arrays, not files

@@ -6,8 +6,9 @@ searched recursively); else the data set's training split when ``data_dir`` has 
 (the validation split, or infer's image files), which is said in a warning because Top-1 measured on them is slightly
 optimistic. ``count`` images are drawn with a fixed seed, so the same source always gives the same set.
 
-:attr:`Calibration.identity` names the set (files, their sizes and times, the drawn indices, the preprocessing): the
-cached int8 file is keyed on it (:func:`.onnx_backend.cache_path`), so other images make another file.
+:attr:`Calibration.identity` names the set (files, their sizes and times, the drawn indices, the preprocessing) and the
+quantization recipe it calibrates (:data:`.quantize.RECIPE`): the cached int8 file is keyed on it
+(:func:`.onnx_backend.cache_path`), so other images or other quantization settings make another file.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from ..data.folder import list_image_files
 from ..data.preprocessing import DataConfig
 from ..utils.errors import DataError, UserError
 from .preprocess import FilePreprocessor
+from .quantize import RECIPE
 
 _logger = logging.getLogger("mindcv_mobilenet")
 
@@ -62,7 +64,10 @@ def _drawn(total: int, count: int) -> list[int]:
 
 
 def _identity(what: object, settings: DataConfig) -> str:
-    text = json.dumps({"images": what, "preprocessing": settings.as_settings()}, sort_keys=True, default=str)
+    """12 hex digits naming the images, their preprocessing and the recipe: a cached int8 file made with other
+    quantization settings (before 7-bit weights, say) is not reused."""
+    text = json.dumps({"images": what, "preprocessing": settings.as_settings(), "quantization": asdict(RECIPE)},
+                      sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

@@ -1,12 +1,16 @@
 """int8 ONNX files: ONNX Runtime static quantization of a checked float ONNX file, calibrated on real images.
 
-The recipe is ONNX Runtime's for CNNs on x86: QDQ format, int8 weights per output channel, uint8 activations whose
-ranges are the 99.999th percentile of their magnitude over the calibration images (:mod:`.calibration`). Percentile
-rather than MinMax ranges: on TF-slim's V3-Small (trained with fake quantization) MinMax lost 1.1 points of Top-1
-and the percentile gains 2.7, on MobileNetV2 both stay within 0.5 (BENCHMARKS.md, "int8 ONNX Runtime"). The float
-graph is first raised to opset 13 (per-channel QDQ needs it) and prepared with ``quant_pre_process`` (shape
-inference, and BatchNorm folded into the convolutions so that the folded weights are what gets quantized). ONNX
-Runtime then runs the QDQ pairs as integer kernels.
+The recipe (:data:`RECIPE`) is ONNX Runtime's for CNNs on x86: QDQ format, int8 weights per output channel reduced to
+7 bits ([-64, 64]), uint8 activations whose ranges are the 99.999th percentile of their magnitude over the calibration
+images (:mod:`.calibration`). 7-bit weights because the file is made once and runs on whatever CPU it is deployed to:
+without VNNI (AVX2-only x86) ONNX Runtime's uint8 x int8 kernels add two products in int16 with saturation, which
+8-bit weights overflow and 2 x 255 x 64 = 32640 cannot (8-bit weights: a tiny V2's held-out logit cosine 0.99 with
+VNNI, 0.94 without); unsigned weights (U8U8) cannot saturate either but ran MobileNetV2 at 0.3x fp32 speed, 7-bit
+int8 at 2x, with the same Top-1. Percentile rather than MinMax ranges: on TF-slim's V3-Small (trained with fake
+quantization) MinMax lost 1.1 points of Top-1 and the percentile gains 2.7, on MobileNetV2 both stay within 0.5
+(BENCHMARKS.md, "int8 ONNX Runtime"). The float graph is first raised to opset 13 (per-channel QDQ needs it) and
+prepared with ``quant_pre_process`` (shape inference, and BatchNorm folded into the convolutions so that the folded
+weights are what gets quantized). ONNX Runtime then runs the QDQ pairs as integer kernels.
 
 An int8 file is not expected to reproduce the float logits exactly, so its check is looser than an export's: on the
 calibration images its logits must point the way the float file's do (mean cosine similarity at least
@@ -19,20 +23,38 @@ import contextlib
 import io
 import os
 import tempfile
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..utils.errors import UserError
 from ..utils.fileio import atomic_path
-from .calibration import Calibration
 from .export import ExportError, ExportResult, require_onnx
 from .onnx_backend import INSTALL_HINT, OnnxPredictor
 
-# mean cosine similarity of int8 and float logits on the calibration images: converted MobileNetV2 0.996,
+if TYPE_CHECKING:
+    from .calibration import Calibration
+
+# mean cosine similarity of int8 and float logits on the calibration images: converted MobileNetV2 0.990,
 # TF-slim's V3-Small 0.92 (hard-swish and squeeze-excite quantize less well); unrelated logits about 0
 MIN_COSINE = 0.7
-PERCENTILE = 99.999
 QDQ_OPSET = 13  # per-channel DequantizeLinear (its axis attribute) needs opset 13; MindSpore writes 11
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """ONNX Runtime's quantization settings (``QuantType`` member names); part of the int8 cache key
+    (:attr:`.calibration.Calibration.identity`), so a file made with other settings is not reused."""
+
+    activation_type: str = "QUInt8"
+    weight_type: str = "QInt8"
+    reduce_range: bool = True  # weights in [-64, 64]: no int16 saturation on x86 CPUs without VNNI
+    weight_symmetric: bool = True  # zero point 0, as the int8 kernels' per-channel weights need
+    percentile: float = 99.999  # activation ranges
+
+
+RECIPE = Recipe()
 
 
 def require_quantization():
@@ -45,8 +67,10 @@ def require_quantization():
     return quantization
 
 
-def quantize_onnx(float_path: str, int8_path: str, images: np.ndarray) -> None:
-    """Write the int8 version of the ONNX file ``float_path`` to ``int8_path``, calibrated on ``images`` (NCHW)."""
+def quantize_onnx(float_path: str, int8_path: str, images: np.ndarray, recipe: Recipe | None = None) -> None:
+    """Write the int8 version of the ONNX file ``float_path`` to ``int8_path``, calibrated on ``images`` (NCHW),
+    with ``recipe`` (default :data:`RECIPE`)."""
+    recipe = recipe or RECIPE
     quantization = require_quantization()
     onnx = require_onnx()
 
@@ -69,9 +93,11 @@ def quantize_onnx(float_path: str, int8_path: str, images: np.ndarray) -> None:
         with contextlib.redirect_stdout(io.StringIO()):  # the calibrator prints its progress; stdout is for results
             quantization.quantize_static(
                 prepared, int8_path, Batches(input_name), quant_format=quantization.QuantFormat.QDQ,
-                per_channel=True, activation_type=quantization.QuantType.QUInt8,
-                weight_type=quantization.QuantType.QInt8, calibrate_method=quantization.CalibrationMethod.Percentile,
-                extra_options={"CalibPercentile": PERCENTILE},
+                per_channel=True, reduce_range=recipe.reduce_range,
+                activation_type=quantization.QuantType[recipe.activation_type],
+                weight_type=quantization.QuantType[recipe.weight_type],
+                calibrate_method=quantization.CalibrationMethod.Percentile,
+                extra_options={"CalibPercentile": recipe.percentile, "WeightSymmetric": recipe.weight_symmetric},
             )
 
 
