@@ -12,7 +12,8 @@ def count_params(model: nn.Cell) -> int:
 
 
 def count_macs(model: nn.Cell, image_size: int, in_channels: int = 3) -> int:
-    """Multiply-adds of convolutions and dense layers for one image, measured by running the model once.
+    """Multiply-adds of convolutions, dense layers and attention products for one image, measured by running the model
+    once.
 
     Forward hooks record each layer's real output shape (PyNative execution), so strides, padding and "same" padding
     are all accounted for exactly. Element-wise work (BatchNorm, activations, residual adds) is not counted, as in
@@ -29,6 +30,9 @@ def count_macs(model: nn.Cell, image_size: int, in_channels: int = 3) -> int:
     def dense_hook(cell: nn.Dense, _inputs, output) -> None:
         total[0] += cell.in_channels * cell.out_channels
 
+    def matmul_hook(cell: nn.Cell, inputs, _output) -> None:
+        total[0] += cell.matmul_macs(inputs[0])
+
     previous_mode = ms.get_context("mode")
     ms.set_context(mode=ms.PYNATIVE_MODE)
     handles = []
@@ -37,6 +41,8 @@ def count_macs(model: nn.Cell, image_size: int, in_channels: int = 3) -> int:
             handles.append(cell.register_forward_hook(conv_hook))
         elif isinstance(cell, nn.Dense):
             handles.append(cell.register_forward_hook(dense_hook))
+        elif hasattr(cell, "matmul_macs"):  # attention's products between activations (MobileNetV4's MQA)
+            handles.append(cell.register_forward_hook(matmul_hook))
     was_training = model.training
     model.set_train(False)
     try:

@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"{name:<26}{row['resolution']:>5}{row['params_m']:>11.2f}{_fmt(row['paper_params_m'], 'g', 8)}"
                   f"{row['macs_m']:>10.0f}{_fmt(row['paper_macs_m'], 'g', 8)}{_fmt(row['top1'], '.2f', 8)}", flush=True)
+    for note in dict.fromkeys(get_model_config(name).paper_note for name in names):  # where paper and network differ
+        if note:
+            print(f"\nnote: {note}")
     return 0
 
 

@@ -28,20 +28,26 @@ class FeatureInfo:
     index: int
 
 
+def _main_path_convs(cell: nn.Cell) -> list[nn.Conv2d]:
+    """The convolutions that shape ``cell``'s output, in order: not squeeze-excite's, nor those of side branches
+    (``side_branch``: MobileNetV4's attention key/value paths, whose stride shrinks what is attended to)."""
+    inner = [name + "." for name, sub in cell.cells_and_names()
+             if name and (isinstance(sub, SqueezeExcite) or getattr(sub, "side_branch", False))]
+    return [sub for name, sub in cell.cells_and_names()
+            if isinstance(sub, nn.Conv2d) and not any(name.startswith(prefix) for prefix in inner)]
+
+
 def _stride(cell: nn.Cell) -> int:
     """Spatial stride of a cell: the product of its convolutions' strides (1 for BatchNorm, activations...)."""
     stride = 1
-    for _, sub in cell.cells_and_names():
-        if isinstance(sub, nn.Conv2d):
-            stride *= sub.stride[0]
+    for conv in _main_path_convs(cell):
+        stride *= conv.stride[0]
     return stride
 
 
 def _out_channels(cell: nn.Cell, channels: int) -> int:
-    """Channels after ``cell``: its last convolution's output (squeeze-excite's inner ones aside), else ``channels``."""
-    inner = [name + "." for name, sub in cell.cells_and_names() if isinstance(sub, SqueezeExcite)]
-    convs = [sub for name, sub in cell.cells_and_names()
-             if isinstance(sub, nn.Conv2d) and not any(name.startswith(prefix) for prefix in inner)]
+    """Channels after ``cell``: its last convolution's output, else ``channels``."""
+    convs = _main_path_convs(cell)
     return convs[-1].out_channels if convs else channels
 
 

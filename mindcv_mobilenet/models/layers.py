@@ -17,7 +17,7 @@ from mindspore import Tensor, nn, ops
 from mindspore.common import initializer as init
 
 from ..kernels import on_cpu
-from ..kernels.activation import hswish_op
+from ..kernels.activation import KERNEL_ACTIVATIONS, hswish_op
 from ..kernels.batchnorm import BatchNorm2d
 from ..kernels.depthwise import Conv2d, conv2d
 from ..kernels.squeeze_excite import channel_mean_op, gate_op
@@ -97,10 +97,18 @@ def exportable_operators(model: nn.Cell) -> Iterator[nn.Cell]:
             cell.exportable = False
 
 
+class GELU(nn.GELU):
+    """The exact (erf) GELU of PyTorch and timm (MindSpore's ``nn.GELU`` defaults to the tanh approximation)."""
+
+    def __init__(self) -> None:
+        super().__init__(approximate=False)
+
+
 ACTIVATIONS: dict[str, Callable[[], nn.Cell]] = {
     "relu": nn.ReLU,
     "relu6": nn.ReLU6,
     "hswish": HardSwish,
+    "gelu": GELU,
 }
 
 
@@ -123,7 +131,9 @@ def conv_bn_act(
                   has_bias=False)
     if act is None:
         return [conv, BatchNorm2d(out_channels)]
-    return [conv, BatchNorm2d(out_channels, activation=ACTIVATIONS[act](), activation_name=act), nn.Identity()]
+    kernel_name = act if act in KERNEL_ACTIVATIONS else None  # e.g. GELU: no kernel, the cell after BatchNorm
+    return [conv, BatchNorm2d(out_channels, activation=ACTIVATIONS[act](), activation_name=kernel_name),
+            nn.Identity()]
 
 
 class GlobalAvgPool(_FastOrExportable):
