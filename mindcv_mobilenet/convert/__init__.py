@@ -2,12 +2,14 @@
 
 Usage: ``python -m mindcv_mobilenet.convert --model mobilenet_v2_100 --input weights.npz|weights.pth --output out.ckpt``
 (Google's Keras ``.h5``/``.npz`` and TFLite ``.tflite`` files go into the ``tf_mobilenet_*`` models, e.g.
-``--model tf_mobilenet_v1_075 --input mobilenet_v1_0.75_224_keras.npz``.)
+``--model tf_mobilenet_v1_075 --input mobilenet_v1_0.75_224_keras.npz``; timm's ``.safetensors``/``.pth`` into the
+``mobilenet_v4_*`` models.)
 
 One package, one path: a reader per source turns its file into source layers in network order (:mod:`.torchvision`,
 :mod:`.keras`, :mod:`.tflite`; file reading in :mod:`.files`), one routine maps them onto the model's cells
 (:func:`.layers.map_onto`, which checks every shape), and :func:`convert_file` writes the checkpoint after proving
-that it reloads strictly. The command line is :mod:`.__main__`.
+that it reloads strictly. timm's MobileNetV4 keeps timm's names, so :mod:`.timm` maps it by a name table instead.
+The command line is :mod:`.__main__`.
 """
 
 from __future__ import annotations
@@ -20,16 +22,20 @@ from ..utils.errors import CheckpointError, UserError
 from .files import load_state_file
 from .layers import as_parameters, num_classes_of
 from .tf import convert_tf, is_tf_input
+from .timm import convert_timm, is_timm_model, timm_state_to_params
 from .torchvision import PADDING_WARNING, convert_torchvision, measure_padding_gap, torchvision_padding_twin
 
 __all__ = [
-    "PADDING_WARNING", "as_parameters", "convert_file", "convert_tf", "convert_torchvision", "load_state_file",
-    "measure_padding_gap", "torchvision_padding_twin",
+    "PADDING_WARNING", "as_parameters", "convert_file", "convert_tf", "convert_timm", "convert_torchvision",
+    "load_state_file", "measure_padding_gap", "timm_state_to_params", "torchvision_padding_twin",
 ]
 
 
 def _convert_input(model_name: str, input_path: str, num_classes: int | None, bn_eps: float | None):
-    """Read ``input_path`` and convert it with the reader of its source (Keras/TFLite, else torchvision)."""
+    """Read ``input_path`` and convert it with the reader of its source (timm for MobileNetV4, Keras/TFLite, else
+    torchvision)."""
+    if is_timm_model(model_name) or input_path.endswith(".safetensors"):
+        return convert_timm(model_name, input_path, num_classes)
     if is_tf_input(input_path):
         return convert_tf(model_name, input_path, num_classes)
     state = load_state_file(input_path)

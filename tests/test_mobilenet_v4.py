@@ -1,0 +1,221 @@
+"""MobileNetV4: registry and configs, head and backbone API, blocks equal to timm's, timm's weights convert exactly."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import mindspore as ms
+import numpy as np
+import pytest
+from helpers import shared_path
+
+import mindcv_mobilenet as mm
+from mindcv_mobilenet.convert import convert_file, timm_state_to_params
+from mindcv_mobilenet.convert.timm import BN_NAMES, package_name
+from mindcv_mobilenet.models.mobilenet_v4 import Block, make_block
+from mindcv_mobilenet.models.registry import get_model_config
+from mindcv_mobilenet.utils.checkpoint import load_model_weights, save_checkpoint
+from mindcv_mobilenet.utils.errors import CheckpointError, UserError
+
+FIXTURE = Path(__file__).parent / "fixtures" / "timm_mobilenet_v4_blocks.npz"
+TIMM = ("weights", "timm")
+V4 = ["conv_small", "conv_medium", "conv_large", "hybrid_medium", "hybrid_large"]
+
+
+def _input(size: int = 64, batch: int = 2, seed: int = 0) -> ms.Tensor:
+    return ms.Tensor(np.random.RandomState(seed).randn(batch, 3, size, size).astype(np.float32))
+
+
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+@pytest.fixture(autouse=True)
+def _pynative():
+    previous = ms.get_context("mode")
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    yield
+    ms.set_context(mode=previous)
+
+
+@pytest.fixture(scope="session")
+def hybrid() -> ms.nn.Cell:
+    """One hybrid-medium, built once: every block kind, attention included."""
+    return mm.create_model("mobilenet_v4_hybrid_medium", num_classes=6)
+
+
+def test_registry_names_aliases_and_timm_data_configs(caplog):
+    assert mm.list_models("mobilenet_v4*") == sorted(f"mobilenet_v4_{a}" for a in V4)
+    expected = {  # timm 1.0.31's default pretrained configs
+        "conv_small": (224, 0.875, 256, 0.95), "conv_medium": (256, 0.95, 320, 1.0),
+        "conv_large": (384, 0.95, 448, 1.0), "hybrid_medium": (256, 0.95, 320, 1.0),
+        "hybrid_large": (384, 0.95, 448, 1.0),
+    }
+    for arch, (size, crop, test_size, test_crop) in expected.items():
+        config = get_model_config(f"mobilenetv4_{arch}")  # timm's name is an alias
+        assert config is get_model_config(f"mobilenet_v4_{arch}")
+        assert (config.image_size, config.crop_pct, config.test_input_size[-1], config.test_crop_pct) == (
+            size, crop, test_size, test_crop)
+        assert config.interpolation == "bicubic"
+        assert config.mean == pytest.approx((123.675, 116.28, 103.53)) and config.std == pytest.approx(
+            (58.395, 57.12, 57.375))
+    assert "mobilenetv4_conv_small" not in mm.list_models()
+    with caplog.at_level(logging.INFO, logger="mindcv_mobilenet"):
+        model = mm.create_model("mobilenetv4_conv_small", num_classes=3)
+    assert model.model_name == "mobilenet_v4_conv_small"
+    assert "model mobilenetv4_conv_small is mobilenet_v4_conv_small" in caplog.text
+
+
+def test_head_api_and_a_new_classifier_keeps_the_backbone(hybrid, tmp_path):
+    hybrid.set_train(False)
+    x = _input()
+    features = hybrid.forward_features(x)
+    assert features.shape == (2, 960, 2, 2)
+    np.testing.assert_allclose(hybrid.forward_head(features).asnumpy(), hybrid(x).asnumpy(), rtol=1e-5, atol=1e-6)
+    assert hybrid.get_classifier().weight.shape == (6, 1280)
+    path = str(tmp_path / "hybrid6.ckpt")
+    save_checkpoint(hybrid, path)
+    other = mm.create_model("mobilenet_v4_hybrid_medium", num_classes=4, checkpoint_path=path)
+    saved = {p.name: p.asnumpy() for p in hybrid.get_parameters()}
+    for p in other.get_parameters():
+        if p.name.startswith("classifier.4."):
+            assert p.shape[0] == 4
+        else:
+            np.testing.assert_array_equal(p.asnumpy(), saved[p.name], err_msg=p.name)
+    other.reset_classifier(9)
+    other.set_train(False)
+    assert other(x).shape == (2, 9)
+    assert [p.name for p in other.get_parameters()][-2:] == ["classifier.4.weight", "classifier.4.bias"]
+
+
+def test_graph_mode_matches_pynative_in_training(hybrid):
+    """Training mode normalises with batch statistics, so activations stay O(1) at initialisation (eval-mode
+    BatchNorm of an untrained net shrinks them to nothing and would compare zeros); attention in both modes."""
+    x = _input()
+    hybrid.set_train(True)
+    try:
+        eager = hybrid(x).asnumpy()
+        ms.set_context(mode=ms.GRAPH_MODE)
+        graph = hybrid(x).asnumpy()
+    finally:
+        ms.set_context(mode=ms.PYNATIVE_MODE)
+        hybrid.set_train(False)
+    assert np.abs(eager).max() > 1e-3
+    np.testing.assert_allclose(graph, eager, rtol=1e-4, atol=1e-4 * np.abs(eager).max())
+
+
+@pytest.mark.parametrize("arch,channels", [("conv_small", (32, 32, 64, 96, 960)),
+                                           ("hybrid_medium", (32, 48, 80, 160, 960))])
+def test_features_only_at_strides_2_to_32(arch, channels):
+    backbone = mm.create_model(f"mobilenet_v4_{arch}", features_only=True)
+    strides = (2, 4, 8, 16, 32)
+    assert [(i.num_chs, i.reduction) for i in backbone.feature_info] == list(zip(channels, strides, strict=True))
+    backbone.set_train(False)
+    maps = backbone(_input(64))
+    assert [m.shape for m in maps] == [(2, c, 64 // r, 64 // r) for c, r in zip(channels, strides, strict=True)]
+    two = mm.create_model(f"mobilenet_v4_{arch}", features_only=True, out_indices=(2, 4))
+    assert [i.reduction for i in two.feature_info] == [8, 32]
+
+
+# --- single blocks against timm's (tests/fixtures/timm_mobilenet_v4_blocks.npz, tools/make_timm_v4_fixture.py) ----
+
+BLOCKS = {  # the fixture's blocks as (this package's Block, input channels, activation, layer scale)
+    "mqa_kv2": (Block("mqa", 32, kernel=3, heads=2, key_dim=16, kv_stride=2), 32, "relu", 1e-5),
+    "mqa_kv1": (Block("mqa", 24, kernel=3, heads=4, key_dim=8, kv_stride=1), 24, "relu", 1e-5),
+    "extradw_gelu": (Block("uib", 16, start=3, mid=5, expand=2), 16, "gelu", 1e-5),
+    "extradw_s2": (Block("uib", 24, 2, start=5, mid=3, expand=4), 16, "relu", None),
+    "ib": (Block("uib", 16, mid=3, expand=3), 16, "relu", None),
+    "convnext": (Block("uib", 16, start=3, expand=4), 16, "relu", 1e-5),
+    "ffn": (Block("uib", 16, expand=2), 16, "relu", 1e-5),
+    "fused": (Block("fused", 16, 2, kernel=3, expand=4), 8, "relu", None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BLOCKS))
+def test_block_equals_timms(name):
+    with np.load(FIXTURE) as data:
+        entries = {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith(name + "/")}
+    x, expected = entries.pop("input"), entries.pop("output")
+    spec, in_channels, act, layer_scale = BLOCKS[name]
+    block = make_block(spec, in_channels, spec.stride, act, layer_scale)
+    # the converter's names, under a stage prefix: blocks.0.0.<key> -> features.2.0.<key>
+    bn_prefixes = {"blocks.0.0." + k[: -len(".running_mean")] for k in entries if k.endswith(".running_mean")}
+    params = {p.name: p for p in block.get_parameters()}
+    assert len(params) == len(entries)
+    for key, value in entries.items():
+        target = package_name("blocks.0.0." + key, bn_prefixes).removeprefix("features.2.0.")
+        params[target].set_data(ms.Tensor(value.reshape(params[target].shape)))
+    block.set_train(False)
+    got = block(ms.Tensor(x)).asnumpy()
+    assert got.shape == expected.shape
+    assert _rel(got, expected) < 1e-5
+
+
+# --- timm's state dicts --------------------------------------------------------------------------------------------
+
+def _timm_state(model: ms.nn.Cell) -> dict[str, np.ndarray]:
+    """``model``'s parameters under timm's names (an independent inverse of the converter's table)."""
+    state = {}
+    for p in model.get_parameters():
+        head, _, leaf = p.name.rpartition(".")
+        parts = head.split(".")
+        if parts[0] == "features":
+            index = int(parts[1])
+            head = {0: "conv_stem", 1: "bn1"}.get(index) or ".".join(["blocks", str(index - 2)] + parts[2:])
+        else:
+            head = {"classifier.0": "conv_head", "classifier.1": "norm_head", "classifier.4": "classifier"}[head]
+        if not head.endswith("layer_scale"):  # a layer scale's gamma is timm's name too
+            leaf = {v: k for k, v in BN_NAMES.items()}.get(leaf, leaf)
+        value = p.asnumpy()
+        state[f"{head}.{leaf}"] = value[:, :, None, None] if head == "conv_head" else value
+        if leaf == "running_var":
+            state[f"{head}.num_batches_tracked"] = np.array(0)
+    return state
+
+
+def test_timm_names_round_trip_and_errors_name_the_key(hybrid):
+    state = _timm_state(hybrid)
+    assert state["conv_head.weight"].shape == (1280, 960, 1, 1)
+    assert "blocks.2.4.attn.key.down_conv.weight" in state and "blocks.2.4.layer_scale.gamma" in state
+    params = timm_state_to_params("mobilenetv4_hybrid_medium", state)
+    assert list(params) == [p.name for p in hybrid.get_parameters()]
+    for p in hybrid.get_parameters():
+        np.testing.assert_array_equal(params[p.name], p.asnumpy(), err_msg=p.name)
+
+    with pytest.raises(CheckpointError, match=r"timm's blocks\.9\.0\.conv\.weight .* has no place"):
+        timm_state_to_params("mobilenet_v4_hybrid_medium", {**state, "blocks.9.0.conv.weight": np.zeros((1, 1))})
+    wrong = dict(state, **{"blocks.1.0.pw_exp.conv.weight": np.zeros((8, 48, 1, 1), np.float32)})
+    with pytest.raises(CheckpointError, match=r"blocks\.1\.0\.pw_exp\.conv\.weight has shape \(8, 48, 1, 1\) but "
+                                              r"features\.3\.0\.pw_exp\.conv\.weight needs \(192, 48, 1, 1\)"):
+        timm_state_to_params("mobilenet_v4_hybrid_medium", wrong)
+    missing = {k: v for k, v in state.items() if k != "blocks.2.4.norm.running_var"}
+    with pytest.raises(CheckpointError, match=r"nothing for its features\.4\.4\.norm\.moving_variance"):
+        timm_state_to_params("mobilenet_v4_hybrid_medium", missing)
+    with pytest.raises(CheckpointError, match=r"timm's blocks\.0\.0\.conv_exp\.weight .* no place"):  # another variant
+        timm_state_to_params("mobilenet_v4_conv_small", state)
+    with pytest.raises(UserError, match="mobilenet_v4_"):
+        timm_state_to_params("mobilenet_v3_small_100", state)
+
+
+def test_timms_conv_small_converts_exactly(tmp_path):
+    """timm's own mobilenetv4_conv_small (random weights and BatchNorm statistics) through the command's path:
+    timm's logits and forward_features on real preprocessed samples."""
+    weights = shared_path(*TIMM, "mobilenetv4_conv_small.safetensors")
+    pytest.importorskip("safetensors")
+    with np.load(shared_path(*TIMM, "mobilenetv4_conv_small_reference.npz"), allow_pickle=True) as data:
+        x, logits, features = data["input"], data["logits"], data["features"]
+    out = str(tmp_path / "mnv4s.ckpt")
+    convert_file("mobilenetv4_conv_small", str(weights), out)
+    model = mm.create_model("mobilenet_v4_conv_small", checkpoint_path=out)
+    model.set_train(False)
+    ours = model.forward_features(ms.Tensor(x))
+    got = model.forward_head(ours).asnumpy()
+    assert _rel(ours.asnumpy(), features) < 1e-4
+    assert _rel(got, logits) < 1e-3
+    assert (got.argmax(1) == logits.argmax(1)).all()
+    with pytest.raises(CheckpointError, match="does not fit mobilenet_v4_conv_medium"):
+        convert_file("mobilenet_v4_conv_medium", str(weights), str(tmp_path / "no.ckpt"))
+    assert not (tmp_path / "no.ckpt").exists()
+    unused = load_model_weights(mm.create_model("mobilenet_v4_conv_small", num_classes=10), out)
+    assert unused == ["classifier.4.weight", "classifier.4.bias"]
