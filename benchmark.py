@@ -20,8 +20,9 @@ import time
 
 import numpy as np
 
-from mindcv_mobilenet.config import Config, Option, parse_args, str2bool
+from mindcv_mobilenet.config import Config, Option, parse_args
 from mindcv_mobilenet.utils.errors import ConfigError, DataError, run_cli
+from mindcv_mobilenet.utils.values import str2bool
 from tools.make_imagenet_sized import DEFAULT_DST as IMAGENET_SIZED_DIR
 
 

@@ -17,7 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .engine.scheduler import SCHEDULERS
 from .utils.errors import ConfigError
+from .utils.values import is_bool, str2bool, to_float
 
 
 @dataclass(frozen=True)
@@ -85,9 +87,7 @@ def target_of(key: ForeignKey, kind: str) -> str:
 
 def _number(value: Any, name: str, where: str) -> float:
     try:
-        if isinstance(value, bool):
-            raise ValueError
-        return float(value)
+        return to_float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{where}: bad value for '{name}': expected a number, got {value!r}") from None
 
@@ -133,8 +133,6 @@ def translate(values: dict[str, Any], kind: str, where: str) -> tuple[dict[str, 
     ``pretrained`` also takes a checkpoint path (as the model_zoo's MobileNetV3 documents it): it becomes
     ``ckpt_path``.
     """
-    from .config import SCHEDULERS, str2bool  # (config imports this module)
-
     out = {k: v for k, v in values.items() if k not in FOREIGN_KEYS}
     given = {k: v for k, v in values.items() if k in FOREIGN_KEYS}
     notes: list[str] = []
@@ -182,21 +180,13 @@ def translate(values: dict[str, Any], kind: str, where: str) -> tuple[dict[str, 
         put(target_of(FOREIGN_KEYS[name], kind), value, name)
 
     pretrained = out.get("pretrained")
-    if isinstance(pretrained, str) and pretrained.strip() and not _is_bool(pretrained, str2bool):
+    if isinstance(pretrained, str) and pretrained.strip() and not is_bool(pretrained):
         put("ckpt_path", pretrained, "pretrained")
         out["pretrained"] = False
-    if _is_bool(out.get("dataset_sink_mode"), str2bool) and str2bool(out["dataset_sink_mode"]):
-        notes.append("dataset_sink_mode True: steps are driven from Python here (no data sink); same results, "
-                     "speed may differ")
+    if is_bool(out.get("dataset_sink_mode")) and str2bool(out["dataset_sink_mode"]):
+        notes.append("dataset_sink_mode True: batches go through MindSpore's device queue on GPU/Ascend; on CPU "
+                     "steps are driven from Python (same results)")
     return out, notes
-
-
-def _is_bool(value: Any, str2bool: Callable[[Any], bool]) -> bool:
-    try:
-        str2bool(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _piecewise(rates: list[float], given: dict, out: dict, put: Callable, notes: list[str], where: str) -> None:

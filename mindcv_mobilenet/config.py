@@ -44,8 +44,11 @@ import yaml
 
 from .compat import FOREIGN_KEYS, ForeignKey, foreign_keys_for, target_of, translate
 from .data.constants import DATASET_NAMES, DEMO_DATASET
+from .engine.optim import OPTIMIZERS
+from .engine.scheduler import SCHEDULERS
 from .utils.errors import ConfigError
 from .utils.fileio import atomic_path
+from .utils.values import str2bool, to_float, to_int
 
 KINDS = ("train", "validate", "infer", "export", "convert", "summary", "doctor", "plot", "benchmark")
 _T, _V, _I, _E, _C = {"train"}, {"validate"}, {"infer"}, {"export"}, {"convert"}
@@ -55,42 +58,11 @@ _MODEL = _TVI | _E  # the scripts that build a model from its published weights 
 _MODULE_SCRIPTS = ("convert", "summary", "doctor", "plot")  # started as python -m mindcv_mobilenet.<kind>
 
 
-def str2bool(value: Any) -> bool:
-    """``True/False/true/false/yes/no/1/0`` (and real booleans) to bool; anything else is an error."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    text = str(value).strip().lower()
-    if text in ("true", "yes", "1", "on"):
-        return True
-    if text in ("false", "no", "0", "off"):
-        return False
-    raise ValueError(f"expected a boolean (True/False/1/0), got {value!r}")
-
-
 def _is_none(value: Any) -> bool:
     return value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "~"))
 
 
-def _number_type(conv: Callable) -> Callable:
-    """int/float conversion that refuses booleans and fractional ints ('3.5' for an int key)."""
-
-    def convert(value: Any):
-        if isinstance(value, bool):
-            raise ValueError(f"expected a number, got {value!r}")
-        if conv is int and isinstance(value, float):
-            if not value.is_integer():
-                raise ValueError(f"expected an integer, got {value!r}")
-            return int(value)
-        return conv(value)
-
-    convert.__name__ = conv.__name__
-    return convert
-
-
-_int = _number_type(int)
-_float = _number_type(float)
+_int, _float = to_int, to_float
 
 
 def _str(value: Any) -> str:
@@ -172,9 +144,6 @@ def _opt(name, type_, default, help_, kinds=_TVI, group="system", required=(), *
     return Option(name, type_, default, help_, frozenset(kinds), group, required=frozenset(required), **kw)
 
 
-SCHEDULERS = ("constant", "cosine_decay", "warmup_cosine_decay", "step_decay", "multi_step_decay",
-              "exponential_decay", "polynomial_decay")
-OPTIMIZERS = ("momentum", "sgd", "adamw", "adam", "rmsprop")
 AMP_LEVELS = ("O0", "O1", "O2", "O3")
 PRECISIONS = ("fp32", "int8")
 DEMO_MODEL = "tf_mobilenet_v1_025"  # its ImageNet weights ship in the package

@@ -226,8 +226,8 @@ def test_model_zoo_keys_in_yaml(tmp_path, capsys):
         "multi_step_decay", [30, 60], 0.1, 0.2)
     notes = capsys.readouterr().err.splitlines()
     assert notes == ["note: milestone: read as epochs after warmup (MindSpore's piecewise_constant_lr counts steps)",
-                     "note: dataset_sink_mode True: steps are driven from Python here (no data sink); same results, "
-                     "speed may differ"]
+                     "note: dataset_sink_mode True: batches go through MindSpore's device queue on GPU/Ascend; on CPU "
+                     "steps are driven from Python (same results)"]
     assert load_yaml(str(path), list(OPTIONS), kind="infer")["image_path"] == ["/data/imagenet"]
     cfg = parse_args("infer", ["-c", str(path)])
     assert cfg.image_path == ["/data/imagenet"] and cfg.model == "mobilenet_v1_050_160"
