@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import mindspore as ms
@@ -27,6 +26,7 @@ from ..models.layers import exportable_operators
 from ..utils.errors import UserError
 from ..utils.fileio import atomic_path
 from ..utils.logs import setup_logging
+from .artifacts import ExportError, ExportResult, require_onnx
 
 if TYPE_CHECKING:
     from .calibration import Calibration
@@ -38,35 +38,6 @@ FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx"}
 # float32 kernels of two runtimes differ by ~1e-6 relative; a wrong padding or operator differs by far more.
 RELATIVE_TOLERANCE = 1e-4
 
-
-class ExportError(UserError):
-    """An export that failed or does not reproduce the network; the file is not kept."""
-
-
-@dataclass
-class ExportResult:
-    """What was written and how it was checked (``check`` is empty when checking was skipped)."""
-
-    path: str
-    file_format: str
-    input_shape: list
-    check: dict = field(default_factory=dict)
-    precision: str = "fp32"
-
-    def describe(self) -> str:
-        shape = "x".join("N" if d is None else str(d) for d in self.input_shape)
-        line = f"wrote {self.path} ({self.file_format} {self.precision}, input {shape})"
-        if self.check.get("calibration"):
-            line += (f"; calibrated on {self.check['calibration']}: on them its top-1 class agrees with the float "
-                     f"model's for {100 * self.check['top1_agreement']:.1f}%, logit cosine similarity "
-                     f"{self.check['cosine']:.4f}")
-        elif self.check.get("runtime"):
-            line += (f"; reloaded with {self.check['runtime']}: logits match the network (max |diff| "
-                     f"{self.check['max_abs_diff']:.2e}, {self.check['relative_diff']:.1e} of the largest logit, "
-                     f"batch sizes {', '.join(str(b) for b in self.check['batch_sizes'])})")
-        elif self.check.get("note"):
-            line += f"; {self.check['note']}"
-        return line
 
 
 def output_path(output: str, file_format: str, model_name: str) -> str:
@@ -140,16 +111,6 @@ def check_onnx(model: nn.Cell, path: str, batch_sizes: list[int], in_channels: i
 
     return {"runtime": f"ONNX Runtime {ort.__version__}",
             **compare_at_batches(model, OnnxPredictor(path), f"ONNX {path}", batch_sizes, in_channels, image_size)}
-
-
-def require_onnx():
-    """The ``onnx`` module, or one clear error saying how to install it."""
-    try:
-        import onnx
-    except ImportError:
-        raise UserError("ONNX export needs the onnx package, which is not installed: pip install "
-                        "'mindcv_mobilenet[onnx]' (or: pip install onnx onnxruntime)") from None
-    return onnx
 
 
 def make_batch_dynamic(path: str) -> None:

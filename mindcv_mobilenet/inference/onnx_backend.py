@@ -18,12 +18,12 @@ import numpy as np
 from .. import __version__
 from ..utils.download import default_cache_dir
 from ..utils.errors import UserError
+from .artifacts import INSTALL_HINT
 from .loading import LoadedModel
 
 if TYPE_CHECKING:
     from .calibration import Calibration
 
-INSTALL_HINT = "pip install 'mindcv_mobilenet[onnx]' (or: pip install onnxruntime)"
 
 
 def require_onnxruntime():

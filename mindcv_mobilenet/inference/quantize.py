@@ -30,8 +30,8 @@ import numpy as np
 
 from ..utils.errors import UserError
 from ..utils.fileio import atomic_path
-from .export import ExportError, ExportResult, require_onnx
-from .onnx_backend import INSTALL_HINT, OnnxPredictor
+from .artifacts import INSTALL_HINT, ExportError, ExportResult, require_onnx
+from .onnx_backend import OnnxPredictor
 
 if TYPE_CHECKING:
     from .calibration import Calibration
