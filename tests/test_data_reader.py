@@ -85,6 +85,24 @@ def test_manifest_folder_goes_with_the_source(messy_tree):
     assert not os.path.exists(folder)
 
 
+def test_a_cpp_pipeline_keeps_its_manifest_when_the_source_goes(messy_tree):
+    """An API user may drop the source after building a pipeline: the dataset holds the manifest's folder itself."""
+    source = load_source("folder", messy_tree, "validation")
+    _, _, labels = _eval_pass(source)  # the first pass reads every file: later pipelines read the manifest
+    dataset = create_dataset(data_source=source, shuffle=False)
+    loader = create_loader(dataset, 4, transform=create_transforms("folder", 32), num_parallel_workers=2)
+    folder = os.path.dirname(source.source.manifest(substitute=False)[0])
+    assert dataset.info.reader == "c++"
+    del source, dataset
+    gc.collect()
+    assert os.path.isdir(folder)
+    got = np.concatenate([b["label"] for b in iterate(loader)])
+    np.testing.assert_array_equal(got, labels)
+    del loader
+    gc.collect()
+    assert not os.path.exists(folder)  # and it still goes with the last pipeline that reads it
+
+
 def test_ranks_merge_what_their_readers_found(messy_tree):
     """Each rank reads its shard only; an all-reduce sum of (kind, read) tells every rank every file's kind."""
     _, samples = scan_image_folder(os.path.join(messy_tree, "train"))

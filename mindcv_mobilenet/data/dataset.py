@@ -230,4 +230,5 @@ def _manifest_dataset(data_source: DataSource, shuffle: bool, num_samples: int |
     dataset = ds.ManifestDataset(manifest, usage=MANIFEST_USAGE, sampler=sampler,
                                  class_indexing={str(i): i for i in range(len(data_source.class_names))},
                                  num_parallel_workers=workers or default_workers())
+    dataset.manifest_folder = source.folder  # the manifest lives as long as the pipeline reading it, not the source
     return dataset, len(lines)

@@ -43,6 +43,24 @@ UNREAD, AS_IS, CONVERTED, BAD = 0, 1, 2, 3
 MANIFEST_USAGE = "train"  # ManifestDataset filters lines by usage; every line carries this one
 
 
+class ManifestFolder:
+    """The temporary folder of a source's manifests and converted files, under the package cache.
+
+    Its own object so that everything reading from it can hold it: the source that writes it and every
+    ``ManifestDataset`` built on it (an API user may drop the source and keep the pipeline). It is removed when the
+    last holder is collected. Never copied: MindSpore deep-copies a pipeline each time it runs it.
+    """
+
+    def __init__(self) -> None:
+        cache = os.path.join(default_cache_dir(), "manifests")
+        os.makedirs(cache, exist_ok=True)
+        self.path = tempfile.mkdtemp(prefix="run-", dir=cache)
+        weakref.finalize(self, shutil.rmtree, self.path, True)
+
+    def __deepcopy__(self, memo: dict) -> ManifestFolder:
+        return self
+
+
 def list_image_files(folder: str, follow_links: bool = False) -> list[str]:
     """Image files anywhere below ``folder`` (by extension, hidden files skipped), sorted."""
     return sorted(
@@ -125,7 +143,7 @@ class ImageFileSource:
         self.labels = np.asarray([label for _, label in samples], dtype=np.int32)
         self.kinds = np.full(len(self.paths), UNREAD, np.int8)
         self._manifests: dict[bool, tuple[str, np.ndarray]] = {}
-        self._folder: str | None = None
+        self.folder: ManifestFolder | None = None  # made by the first manifest(); datasets reading it hold it too
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -180,16 +198,14 @@ class ImageFileSource:
         Only once :attr:`fully_read`. Lines in sample order; a bad file's line holds the next readable file with its
         label (``substitute``: training, the same rows and steps as the checking reader's pass) or is left out
         (evaluation). Files the C++ decoder cannot take as they are (``CONVERTED``) are converted once, into a
-        temporary folder under the package cache that goes when the source does.
+        temporary folder under the package cache (:attr:`folder`) that goes with the last of the source and the
+        datasets holding it.
         """
         if not self.fully_read:
             raise RuntimeError("ImageFileSource.manifest needs every file read once first")
         if substitute not in self._manifests:
-            if self._folder is None:
-                cache = os.path.join(default_cache_dir(), "manifests")
-                os.makedirs(cache, exist_ok=True)
-                self._folder = tempfile.mkdtemp(prefix="run-", dir=cache)
-                weakref.finalize(self, shutil.rmtree, self._folder, True)
+            if self.folder is None:
+                self.folder = ManifestFolder()
             sources = {}  # readable sample index -> the path the manifest gives for it
             for index in np.flatnonzero(self.kinds != BAD):
                 path = self.paths[index]
@@ -205,7 +221,7 @@ class ImageFileSource:
                 annotation = [{"type": "label", "name": str(int(self.labels[shown]))}]
                 lines.append(json.dumps({"source": sources[shown], "usage": MANIFEST_USAGE, "annotation": annotation}))
                 indices.append(index)
-            manifest = os.path.join(self._folder, f"files{'-substituted' if substitute else ''}.manifest")
+            manifest = os.path.join(self.folder.path, f"files{'-substituted' if substitute else ''}.manifest")
             with open(manifest, "w", encoding="utf-8") as f:
                 f.writelines(line + "\n" for line in lines)
             self._manifests[substitute] = (manifest, np.asarray(indices, dtype=np.int64))
@@ -221,7 +237,7 @@ class ImageFileSource:
 
     def _converted(self, index: int) -> str | None:
         """The file converted to the BMP the reader hands on (None, and marked bad, when it no longer reads)."""
-        path = os.path.join(self._folder, f"{index}.bmp")
+        path = os.path.join(self.folder.path, f"{index}.bmp")
         if os.path.exists(path):
             return path
         try:
