@@ -25,9 +25,8 @@ import sys
 
 import numpy as np
 
+from .layout import REPO_ROOT
 from .timing import first_and_median
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 VARIANTS = {
     "mindcv": {"ONEDNN_MAX_CPU_ISA": "ALL"},

@@ -18,9 +18,9 @@ import resource
 import subprocess
 import sys
 
+from .layout import REPO_ROOT
 from .timing import first_and_median
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # our name -> torchvision's constructor of the same architecture (MobileNetV1 has none in torchvision)
 TORCHVISION_NAMES = {
     "mobilenet_v2_100": "mobilenet_v2",

@@ -1,6 +1,7 @@
 """Plain helpers of the tests (the fixtures are in ``conftest.py``, the independent reference in ``reference.py``).
 
-* the shared real data (:func:`shared_path`, located by the package's ``shared_dir()``) and subsets of it;
+* where the repository and the shared real data lie (:data:`REPO_ROOT`, :func:`shared_dir`: the installed package
+  does not know) and subsets of that data (:func:`shared_path`);
 * made-up inputs: messy image folders, CIFAR-style records and archives, a local HTTP server;
 * checkpoints: the shared torchvision MobileNetV2 converted, random ones with realistic weights;
 * running the repository's scripts as a user would, and their one-line errors.
@@ -26,9 +27,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mindcv_mobilenet.data.constants import shared_dir
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_ENV = "MINDCV_MOBILENET_SHARED"
+
+
+def shared_dir() -> str:
+    """Folder of shared real data and weights: ``$MINDCV_MOBILENET_SHARED`` or ``<repo>/../shared``."""
+    return os.environ.get(SHARED_ENV) or str(REPO_ROOT.parent / "shared")
+
 
 # ---------------------------------------------------------------- the shared real data
 NPZ = ("weights", "mobilenet_v2_1.0_224_torchvision_dequant.npz")

@@ -11,14 +11,14 @@ import sys
 
 import pytest
 import yaml
+from helpers import REPO_ROOT
 
 from mindcv_mobilenet.config import KINDS, OPTIONS_BY_NAME, Option, load_yaml, parse_args, str2bool
 from mindcv_mobilenet.models import list_models
 from mindcv_mobilenet.utils.errors import ConfigError
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "**", "*.yaml"), recursive=True))
-DEMO = os.path.join(REPO, "configs", "demo", "tf_mobilenet_v1_025_finetune.yaml")
+CONFIGS = sorted(glob.glob(os.path.join(REPO_ROOT, "configs", "**", "*.yaml"), recursive=True))
+DEMO = os.path.join(REPO_ROOT, "configs", "demo", "tf_mobilenet_v1_025_finetune.yaml")
 
 
 def _write(tmp_path, text: str) -> str:
@@ -98,7 +98,8 @@ def test_weight_decay_filter_folds_into_filter_bias_and_bn():
 
 
 def test_validate_takes_train_recipe_but_keeps_its_own_keys():
-    cfg = parse_args("validate", ["-c", os.path.join(REPO, "configs", "mobilenetv2", "mobilenet_v2_1.0_ascend.yaml")])
+    recipe = os.path.join(REPO_ROOT, "configs", "mobilenetv2", "mobilenet_v2_1.0_ascend.yaml")
+    cfg = parse_args("validate", ["-c", recipe])
     assert cfg.model == "mobilenet_v2_100_224" and cfg.batch_size == 256
     assert not hasattr(cfg, "lr")
 
@@ -135,7 +136,7 @@ def test_no_arguments_is_the_cpu_demo():
     assert not parse_args("train", ["--pretrained", "False"]).pretrained
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=[os.path.relpath(p, REPO) for p in CONFIGS])
+@pytest.mark.parametrize("path", CONFIGS, ids=[os.path.relpath(p, REPO_ROOT) for p in CONFIGS])
 def test_every_recipe_parses_for_every_script(path):
     for kind in ("train", "validate", "infer"):
         cfg = parse_args(kind, ["-c", path])
@@ -165,7 +166,7 @@ def test_every_model_has_an_imagenet_recipe():
     ("mobilenetv3/mobilenet_v3_large_ascend.yaml", dict(batch_size=75, epoch_size=420, lr=1.08, decay_epochs=416)),
 ])
 def test_published_recipe_values(name, expected):
-    values = load_yaml(os.path.join(REPO, "configs", name))
+    values = load_yaml(os.path.join(REPO_ROOT, "configs", name))
     for key, value in expected.items():
         assert values[key] == pytest.approx(value) if isinstance(value, float) else values[key] == value, key
 
@@ -196,7 +197,7 @@ def test_export_convert_summary_doctor_read_their_keys_from_the_table():
 
 
 def test_benchmark_options_go_through_the_same_parser(monkeypatch):
-    monkeypatch.syspath_prepend(REPO)
+    monkeypatch.syspath_prepend(REPO_ROOT)
     from benchmark import BENCHMARK_OPTIONS
 
     def bench(*argv):
@@ -258,8 +259,8 @@ def test_every_script_reports_a_bad_flag_in_one_line(command, flag, nearest):
     from helpers import assert_one_line_error
 
     if command[0].endswith(".py"):
-        command = [os.path.join(REPO, command[0]), *command[1:]]
-    proc = subprocess.run([sys.executable, *command, flag, "x"], capture_output=True, text=True, cwd=REPO,
+        command = [os.path.join(REPO_ROOT, command[0]), *command[1:]]
+    proc = subprocess.run([sys.executable, *command, flag, "x"], capture_output=True, text=True, cwd=REPO_ROOT,
                           env=dict(os.environ, GLOG_v="3"), timeout=300)
     assert_one_line_error(proc, "unknown option --", f"did you mean '{nearest}'")
 
@@ -270,8 +271,8 @@ _COMMAND = re.compile(r"python (\S+\.py|-m mindcv_mobilenet\.\w+)(.*)")
 def _documented_commands() -> list[tuple[str, str, list[str]]]:
     """(file, script kind, arguments) of every command of a package script quoted in a code block of the docs."""
     found = []
-    for doc in ["README.md", "BENCHMARKS.md", *sorted(glob.glob(os.path.join(REPO, "docs", "*.md")))]:
-        with open(os.path.join(REPO, doc), encoding="utf-8") as f:
+    for doc in ["README.md", "BENCHMARKS.md", *sorted(glob.glob(os.path.join(REPO_ROOT, "docs", "*.md")))]:
+        with open(os.path.join(REPO_ROOT, doc), encoding="utf-8") as f:
             text = f.read().replace("\\\n", " ")
         for line in text.splitlines():
             match = _COMMAND.search(line) if line.startswith("    ") and "..." not in line else None
@@ -300,9 +301,9 @@ def test_every_documented_command_parses(monkeypatch, tmp_path):
     --ld-library-path...) all still parse, through the one parser. They parse in an empty folder that holds only the
     repository's configs/ (their -c files), so no checkpoint, run folder or data set left on this machine (a demo run's
     ckpt/, a scratch exp/) changes what is parsed."""
-    os.symlink(os.path.join(REPO, "configs"), tmp_path / "configs")
+    os.symlink(os.path.join(REPO_ROOT, "configs"), tmp_path / "configs")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(REPO)
+    monkeypatch.syspath_prepend(REPO_ROOT)
     from benchmark import BENCHMARK_OPTIONS
 
     commands = _documented_commands()

@@ -15,10 +15,10 @@ import time
 import numpy as np
 import psutil
 import pytest
+from helpers import REPO_ROOT
 
 from mindcv_mobilenet.launch import starts_scheduler
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _VENV_MSRUN = os.path.join(os.path.dirname(sys.executable), "msrun")  # the launcher of this interpreter's MindSpore
 MSRUN = _VENV_MSRUN if os.path.exists(_VENV_MSRUN) else (shutil.which("msrun") or _VENV_MSRUN)
 needs_msrun = pytest.mark.skipif(not os.path.exists(MSRUN), reason="msrun (MindSpore's launcher) is not installed")
@@ -34,7 +34,7 @@ def _free_port() -> int:
 def _train_args(run) -> list:
     """A tiny 2-rank training run: 32 CIFAR demo images per rank, batch 8, 4 steps, weights dumped at the end."""
     return [
-        os.path.join(REPO, "train.py"),
+        os.path.join(REPO_ROOT, "train.py"),
         "--distribute", "True", "--model", "mobilenet_v1_025", "--num_samples", "32", "--batch_size", "8",
         "--epoch_size", "1", "--num_parallel_workers", "1", "--opt", "momentum", "--lr", "0.05",
         "--warmup_epochs", "0", "--ckpt_save_dir", str(run), "--log_interval", "2",
@@ -44,7 +44,7 @@ def _train_args(run) -> list:
 def _env(debug) -> dict:
     # msrun starts its workers with the `python` on PATH: make it this interpreter (CI does not activate the venv)
     path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
-    return {**os.environ, "MINDCV_MOBILENET_DEBUG_DIR": str(debug), "PYTHONPATH": REPO, "PATH": path}
+    return {**os.environ, "MINDCV_MOBILENET_DEBUG_DIR": str(debug), "PYTHONPATH": str(REPO_ROOT), "PATH": path}
 
 
 def _worker_logs(*log_dirs) -> str:
@@ -149,7 +149,8 @@ def test_two_ranks_share_what_their_readers_found(tmp_path, messy_tree):
     C++ on both, with the same steps, and the ranks still end with identical weights."""
     debug, run, logs = tmp_path / "debug", tmp_path / "run", tmp_path / "logs"
     args = [
-        os.path.join(REPO, "train.py"), "--distribute", "True", "--model", "mobilenet_v1_025", "--dataset", "folder",
+        os.path.join(REPO_ROOT, "train.py"), "--distribute", "True", "--model", "mobilenet_v1_025",
+        "--dataset", "folder",
         "--data_dir", messy_tree, "--train_split", "train", "--val_split", "validation", "--image_resize", "32",
         "--batch_size", "2", "--epoch_size", "2", "--num_parallel_workers", "1", "--opt", "momentum", "--lr", "0.05",
         "--warmup_epochs", "0", "--ckpt_save_dir", str(run), "--log_interval", "1",
@@ -225,7 +226,8 @@ def test_mpirun_two_ranks_on_cpu(tmp_path):
 def _long_run_args(run) -> list:
     """Real CIFAR-10 images (the packaged demo's), 64 steps an epoch at 32 px: long enough to be killed mid-run."""
     return [
-        os.path.join(REPO, "train.py"), "--distribute", "True", "--model", "mobilenet_v1_025", "--num_samples", "512",
+        os.path.join(REPO_ROOT, "train.py"), "--distribute", "True", "--model", "mobilenet_v1_025",
+        "--num_samples", "512",
         "--image_resize", "32", "--batch_size", "8", "--epoch_size", "40", "--num_parallel_workers", "1",
         "--opt", "momentum", "--lr", "0.05", "--warmup_epochs", "0", "--ckpt_save_dir", str(run), "--log_interval", "4",
     ]

@@ -10,11 +10,10 @@ import subprocess
 import sys
 
 import pytest
+from helpers import REPO_ROOT
 
 from mindcv_mobilenet import doctor, kernels
 from mindcv_mobilenet.kernels import USED_FOR
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_cpu_runs_and_a_missing_library_is_named(tmp_path):
@@ -28,7 +27,7 @@ def test_cpu_runs_and_a_missing_library_is_named(tmp_path):
 
 
 def test_requirements_gpu_lists_every_package_doctor_asks_for():
-    with open(os.path.join(REPO, "requirements-gpu.txt"), encoding="utf-8") as f:
+    with open(os.path.join(REPO_ROOT, "requirements-gpu.txt"), encoding="utf-8") as f:
         listed = {line.split("==")[0].strip() for line in f if line.strip() and not line.startswith("#")}
     wanted = {p.split("<")[0] for p in doctor.CUDA_LIBRARIES.values() if p}
     assert wanted == listed
@@ -44,7 +43,7 @@ def _nvidia_lib_dirs() -> list[str]:
 
 def test_ld_library_path_option_prints_the_pip_cuda_folders():
     run = subprocess.run([sys.executable, "-m", "mindcv_mobilenet.doctor", "--ld-library-path"], capture_output=True,
-                         text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": REPO}, timeout=120)
+                         text=True, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, timeout=120)
     assert run.returncode == 0
     assert run.stdout == os.pathsep.join(_nvidia_lib_dirs()) + "\n"  # one line, empty when pip installed none
 

@@ -104,3 +104,58 @@ def test_the_cycle_finder_finds_cycles():
     source = ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .b import B\n"
               "def f():\n    from .c import g\n")
     assert _imports(ast.parse(source), "p.a", False) == {"typing", "typing.TYPE_CHECKING", "p.c", "p.c.g"}
+
+
+def _levels_above_file(node: ast.AST) -> int:
+    """How many folders up from ``__file__`` a path expression goes (``os.path.dirname`` calls, ``.parent``,
+    ``.parents[k]``); -1 when it does not start from ``__file__``."""
+    if isinstance(node, ast.Name):
+        return 0 if node.id == "__file__" else -1
+    if isinstance(node, ast.Call):
+        inner = [_levels_above_file(arg) for arg in node.args[:1]]
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        if name == "dirname" and inner and inner[0] >= 0:
+            return inner[0] + 1
+        if isinstance(func, ast.Attribute):  # Path(__file__).resolve(): the same folder
+            below = _levels_above_file(func.value)
+            if below >= 0:
+                return below
+        return max(inner, default=-1)
+    if isinstance(node, ast.Attribute):
+        below = _levels_above_file(node.value)
+        return below + (node.attr == "parent") if below >= 0 else -1
+    if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute) and node.value.attr == "parents":
+        below = _levels_above_file(node.value.value)
+        step = node.slice.value + 1 if isinstance(node.slice, ast.Constant) else 99
+        return below + step if below >= 0 else -1
+    return -1
+
+
+def paths_outside_the_package() -> list[str]:
+    """Places where a package module builds a path above the package's folder from its ``__file__``, or names the
+    repository's ``../shared``: an installed package has no repository around it (tests and tools know it)."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        allowed = len(path.relative_to(PACKAGE).parts)  # data/constants.py may go 2 up: to mindcv_mobilenet/
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.strip("./") == "shared":
+                found.append(f"{path.relative_to(PACKAGE)}:{node.lineno} names 'shared'")
+            elif _levels_above_file(node) > allowed:
+                found.append(f"{path.relative_to(PACKAGE)}:{node.lineno} goes above the package")
+    return found
+
+
+def test_the_package_does_not_know_the_repository():
+    assert paths_outside_the_package() == []
+
+
+def test_paths_above_a_file_are_counted():
+    def levels(source: str) -> int:
+        return _levels_above_file(ast.parse(source, mode="eval").body)
+
+    assert levels("os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))") == 3
+    assert levels("Path(__file__).resolve().parents[1]") == 2
+    assert levels("Path(__file__).parent.parent") == 2
+    assert levels("os.path.join(os.path.dirname(__file__), 'resources')") == 1
+    assert levels("os.path.dirname(path)") == -1

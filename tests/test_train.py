@@ -10,6 +10,7 @@ import sys
 import mindspore as ms
 import numpy as np
 import pytest
+from helpers import REPO_ROOT
 
 from mindcv_mobilenet.config import parse_args
 from mindcv_mobilenet.engine.loss import CrossEntropySmooth
@@ -17,7 +18,6 @@ from mindcv_mobilenet.engine.trainer import TrainingError, train
 from mindcv_mobilenet.models import create_model
 from mindcv_mobilenet.utils.checkpoint import load_model_weights, read_checkpoint, save_checkpoint
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = "mobilenet_v1_025"  # the quickest MobileNet to compile
 
 
@@ -120,8 +120,8 @@ def test_ckpt_path_fine_tunes_everything_but_the_classifier(tmp_path):
 
 
 def _run_train_py(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, os.path.join(REPO, "train.py"), *args], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, **(env or {})}, cwd=REPO)
+    return subprocess.run([sys.executable, os.path.join(REPO_ROOT, "train.py"), *args], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, **(env or {})}, cwd=REPO_ROOT)
 
 
 def test_cli_errors_are_one_line():

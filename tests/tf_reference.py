@@ -198,7 +198,7 @@ def reference_accuracy(relpath: str, size: int, shared: str, batch: int = 25) ->
 if __name__ == "__main__":  # python tests/tf_reference.py [shared dir]: the reference figures of BENCHMARKS.md
     import sys
 
-    from mindcv_mobilenet.data.constants import shared_dir  # where the tests find the files too
+    from helpers import shared_dir  # where the tests find the files too
 
     shared_root = sys.argv[1] if len(sys.argv) > 1 else shared_dir()
     for relpath, size in (("keras/mobilenet_v1_0.25_224_keras.npz", 224),

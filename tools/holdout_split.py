@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mindcv_mobilenet.data import shared_dir  # noqa: E402
+from bench.layout import shared_dir  # noqa: E402
 from mindcv_mobilenet.data.folder import scan_image_folder  # noqa: E402
 from mindcv_mobilenet.utils.errors import DataError, UserError, run_cli  # noqa: E402
 

@@ -18,8 +18,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.layout import shared_dir  # noqa: E402
 from mindcv_mobilenet.data.cifar10 import CLASS_NAMES, RECORD_BYTES, find_cifar_dir  # noqa: E402
-from mindcv_mobilenet.data.constants import shared_dir  # noqa: E402
 from mindcv_mobilenet.data.dataset import CIFAR10_DEMO_DIR  # noqa: E402
 from mindcv_mobilenet.utils.errors import DataError, run_cli  # noqa: E402
 from mindcv_mobilenet.utils.fileio import atomic_path  # noqa: E402

@@ -17,7 +17,7 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mindcv_mobilenet.data import shared_dir  # noqa: E402
+from bench.layout import shared_dir  # noqa: E402
 from mindcv_mobilenet.utils.errors import DataError, UserError, run_cli  # noqa: E402
 
 DEFAULT_DST = os.path.join(os.path.expanduser("~"), ".cache", "mindcv_mobilenet", "imagenet-sized")

@@ -9,7 +9,6 @@ from .constants import (
     IMAGENET_DEFAULT_STD,
     DatasetSpec,
     dataset_spec,
-    shared_dir,
 )
 from .dataset import create_dataset
 from .download import CIFAR10_MD5, CIFAR10_URL, download_cifar10, safe_extract
@@ -37,5 +36,4 @@ __all__ = [
     "load_class_names",
     "safe_extract",
     "save_class_names",
-    "shared_dir",
 ]

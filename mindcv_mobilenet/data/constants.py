@@ -1,5 +1,6 @@
 """Constants shared by the data modules: the data sets this suite reads (:data:`DATASETS`), normalisation statistics,
-image extensions and where shared data lives.
+image extensions and where the packaged resources are (the repository around the package is not its business: tests
+and tools know where ``../shared`` is).
 
 Every mean/std in the suite (recipes, model configs, transforms) is on the 0..255 pixel scale, mindcv's convention,
 so Normalize needs no separate Rescale.
@@ -63,11 +64,5 @@ def dataset_spec(name: str) -> DatasetSpec:
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 
-SHARED_ENV = "MINDCV_MOBILENET_SHARED"
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RESOURCES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "resources")
 
-
-def shared_dir() -> str:
-    """Folder of shared real data and weights: ``$MINDCV_MOBILENET_SHARED`` or ``<repo>/../shared``."""
-    return os.environ.get(SHARED_ENV) or os.path.join(os.path.dirname(REPO_ROOT), "shared")
