@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 
@@ -29,6 +30,15 @@ def _pynative():
     ms.set_context(mode=ms.PYNATIVE_MODE)
     yield
     ms.set_context(mode=previous)
+
+
+def test_every_model_name_is_written_out_where_it_is_registered():
+    """grep finds each model: its name is a whole string in its family's file (no name made up in a loop)."""
+    models = Path(mm.models.__file__).parent
+    written = {node.value for path in models.glob("mobilenet_v*.py")
+               for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+               if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+    assert [name for name in ALL_MODELS if name not in written] == []
 
 
 def test_registry_has_every_variant():

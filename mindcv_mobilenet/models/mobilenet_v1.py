@@ -5,14 +5,12 @@ A 3x3 stem convolution followed by 13 depthwise-separable blocks; the width mult
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 from mindspore import Tensor, nn
 
 from .base import MobileNetBase
 from .layers import conv_bn_act
 from .registry import ModelConfig, Variant, register_variant
-from .tf_variants import TF_RESOLUTIONS, tf_config
+from .tf_variants import tf_config
 
 # Table 1 of the paper: (output channels, stride of the depthwise convolution) for each separable block.
 BLOCKS: list[tuple[int, int]] = [
@@ -64,7 +62,6 @@ class MobileNetV1(MobileNetBase):
 
 
 _MINDCV_URL = "https://download.mindspore.cn/toolkits/mindcv/mobilenet/mobilenetv1/"
-RESOLUTIONS = (224, 192, 160, 128)  # the input sizes of the paper (Table 7) and of TF-slim's releases
 
 # width tag -> mindcv's published 224-px weights and accuracy, the paper's params (M) and MACs (M) at 224 px
 WIDTHS = {
@@ -73,21 +70,6 @@ WIDTHS = {
     "075": Variant(0.75, "mobilenet_v1_075-5bed0c73.ckpt", 70.44, None, 2.6, 325),
     "100": Variant(1.00, "mobilenet_v1_100-91c7b206.ckpt", 72.95, None, 4.2, 569),
 }
-
-
-def register_resolutions(prefix: str, widths: dict[str, float], resolutions: Sequence[int],
-                         config_of: Callable[[str, int], ModelConfig], model_class: type = MobileNetV1,
-                         short_name_at: int | None = 224, **arch_kwargs) -> None:
-    """Register ``<prefix>_<tag>_<res>`` for every width tag and resolution, with ``config_of(tag, res)`` as its
-    config, and ``<prefix>_<tag>`` for the ``short_name_at``-px one (mindcv's names). The resolution is the model's
-    default input, not part of the network. A second family (another padding, other weights) reuses it."""
-    for tag, alpha in widths.items():
-        for res in resolutions:
-            names = [f"{prefix}_{tag}_{res}"] + ([f"{prefix}_{tag}"] if res == short_name_at else [])
-            for name in names:
-                doc = f"{model_class.__name__} at width {alpha}, default input {res} px."
-                globals()[name] = register_variant(name, config_of(tag, res), model_class, doc, alpha=alpha,
-                                                   **arch_kwargs)
 
 
 def _mindcv_config(tag: str, res: int) -> ModelConfig:
@@ -102,7 +84,35 @@ def _mindcv_config(tag: str, res: int) -> ModelConfig:
                        paper_macs_m=row.macs_m if published else None)
 
 
-register_resolutions("mobilenet_v1", {tag: row.alpha for tag, row in WIDTHS.items()}, RESOLUTIONS, _mindcv_config)
+# Every V1 model with mindcv's weights, one row each (grep finds its name): name -> (width tag of WIDTHS, default
+# input px: 224, 192, 160, 128, the paper's (Table 7) and TF-slim's releases). The resolution is the default input,
+# not part of the network; the plain width names are mindcv's, for the 224-px models.
+MODELS = {
+    "mobilenet_v1_025": ("025", 224),
+    "mobilenet_v1_025_224": ("025", 224),
+    "mobilenet_v1_025_192": ("025", 192),
+    "mobilenet_v1_025_160": ("025", 160),
+    "mobilenet_v1_025_128": ("025", 128),
+    "mobilenet_v1_050": ("050", 224),
+    "mobilenet_v1_050_224": ("050", 224),
+    "mobilenet_v1_050_192": ("050", 192),
+    "mobilenet_v1_050_160": ("050", 160),
+    "mobilenet_v1_050_128": ("050", 128),
+    "mobilenet_v1_075": ("075", 224),
+    "mobilenet_v1_075_224": ("075", 224),
+    "mobilenet_v1_075_192": ("075", 192),
+    "mobilenet_v1_075_160": ("075", 160),
+    "mobilenet_v1_075_128": ("075", 128),
+    "mobilenet_v1_100": ("100", 224),
+    "mobilenet_v1_100_224": ("100", 224),
+    "mobilenet_v1_100_192": ("100", 192),
+    "mobilenet_v1_100_160": ("100", 160),
+    "mobilenet_v1_100_128": ("100", 128),
+}
+
+for _name, (_tag, _res) in MODELS.items():
+    register_variant(_name, _mindcv_config(_tag, _res), MobileNetV1,
+                     f"MobileNetV1 at width {WIDTHS[_tag].alpha}, default input {_res} px.", alpha=WIDTHS[_tag].alpha)
 
 # TensorFlow's MobileNetV1 (Keras applications / TF-slim): the same builder with "same" padding and ReLU6, TF
 # preprocessing, under timm's names; ``tf_mobilenet_v1_075`` is the 224-px model. No published MindSpore weights:
@@ -120,5 +130,31 @@ def _tf_config(tag: str, res: int) -> ModelConfig:
                      **(TF_PACKAGED.get(f"tf_mobilenet_v1_{tag}", {}) if at_224 else {}))
 
 
-register_resolutions("tf_mobilenet_v1", {tag: row.alpha for tag, row in WIDTHS.items()}, TF_RESOLUTIONS, _tf_config,
+# name -> (width tag, default input px), as MODELS; ``tf_mobilenet_v1_<tag>`` is the 224-px model (timm's names).
+TF_MODELS = {
+    "tf_mobilenet_v1_025": ("025", 224),
+    "tf_mobilenet_v1_025_224": ("025", 224),
+    "tf_mobilenet_v1_025_192": ("025", 192),
+    "tf_mobilenet_v1_025_160": ("025", 160),
+    "tf_mobilenet_v1_025_128": ("025", 128),
+    "tf_mobilenet_v1_050": ("050", 224),
+    "tf_mobilenet_v1_050_224": ("050", 224),
+    "tf_mobilenet_v1_050_192": ("050", 192),
+    "tf_mobilenet_v1_050_160": ("050", 160),
+    "tf_mobilenet_v1_050_128": ("050", 128),
+    "tf_mobilenet_v1_075": ("075", 224),
+    "tf_mobilenet_v1_075_224": ("075", 224),
+    "tf_mobilenet_v1_075_192": ("075", 192),
+    "tf_mobilenet_v1_075_160": ("075", 160),
+    "tf_mobilenet_v1_075_128": ("075", 128),
+    "tf_mobilenet_v1_100": ("100", 224),
+    "tf_mobilenet_v1_100_224": ("100", 224),
+    "tf_mobilenet_v1_100_192": ("100", 192),
+    "tf_mobilenet_v1_100_160": ("100", 160),
+    "tf_mobilenet_v1_100_128": ("100", 128),
+}
+
+for _name, (_tag, _res) in TF_MODELS.items():
+    register_variant(_name, _tf_config(_tag, _res), MobileNetV1,
+                     f"MobileNetV1 at width {WIDTHS[_tag].alpha}, default input {_res} px.", alpha=WIDTHS[_tag].alpha,
                      act="relu6", tf_padding=True)

@@ -68,7 +68,6 @@ class MobileNetV2(MobileNetBase):
 
 
 _MINDCV_URL = "https://download.mindspore.cn/toolkits/mindcv/mobilenet/mobilenetv2/"
-RESOLUTIONS = (224, 192, 160, 128, 96)
 
 # width tag -> mindcv's published 224-px weights and accuracy, the paper's params (M) and MACs (M) at 224 px
 WIDTHS = {
@@ -81,28 +80,76 @@ WIDTHS = {
 }
 
 
-for _tag, _row in WIDTHS.items():
-    for _res in RESOLUTIONS:
-        _published = _res == 224 and bool(_row.file)
-        _config = ModelConfig(  # every resolution loads the width's 224-px weights (--pretrained), as one network
-            url=_MINDCV_URL + _row.file if _row.file else "",
-            sha256=_row.sha256,
-            weights_image_size=224 if _row.file and _res != 224 else None,
-            input_size=(3, _res, _res),
-            top1=_row.top1 if _published else None,
-            top5=_row.top5 if _published else None,
-            paper_params_m=_row.params_m if _res == 224 else None,
-            paper_macs_m=_row.macs_m if _res == 224 else None,
-        )
-        _names = [f"mobilenet_v2_{_tag}_{_res}"] + ([f"mobilenet_v2_{_tag}"] if _res == 224 else [])
-        for _name in _names:  # the plain width name is the 224-px model, as in mindcv
-            _doc = f"MobileNetV2 at width {_row.alpha}, default input {_res} px."
-            globals()[_name] = register_variant(_name, _config, MobileNetV2, _doc, alpha=_row.alpha)
+def _mindcv_config(tag: str, res: int) -> ModelConfig:
+    """Every resolution loads the width's 224-px weights (--pretrained), as one network; mindcv's figures are at 224."""
+    row = WIDTHS[tag]
+    published = res == 224 and bool(row.file)
+    return ModelConfig(url=_MINDCV_URL + row.file if row.file else "", sha256=row.sha256,
+                       weights_image_size=224 if row.file and res != 224 else None, input_size=(3, res, res),
+                       top1=row.top1 if published else None, top5=row.top5 if published else None,
+                       paper_params_m=row.params_m if res == 224 else None,
+                       paper_macs_m=row.macs_m if res == 224 else None)
 
+
+# Every V2 model, one row each (grep finds its name): name -> (width tag of WIDTHS, default input px: 224, 192, 160,
+# 128 or 96). The resolution is the default input, not part of the network; the plain width names are mindcv's, for
+# the 224-px models.
+MODELS = {
+    "mobilenet_v2_035": ("035", 224),
+    "mobilenet_v2_035_224": ("035", 224),
+    "mobilenet_v2_035_192": ("035", 192),
+    "mobilenet_v2_035_160": ("035", 160),
+    "mobilenet_v2_035_128": ("035", 128),
+    "mobilenet_v2_035_96": ("035", 96),
+    "mobilenet_v2_050": ("050", 224),
+    "mobilenet_v2_050_224": ("050", 224),
+    "mobilenet_v2_050_192": ("050", 192),
+    "mobilenet_v2_050_160": ("050", 160),
+    "mobilenet_v2_050_128": ("050", 128),
+    "mobilenet_v2_050_96": ("050", 96),
+    "mobilenet_v2_075": ("075", 224),
+    "mobilenet_v2_075_224": ("075", 224),
+    "mobilenet_v2_075_192": ("075", 192),
+    "mobilenet_v2_075_160": ("075", 160),
+    "mobilenet_v2_075_128": ("075", 128),
+    "mobilenet_v2_075_96": ("075", 96),
+    "mobilenet_v2_100": ("100", 224),
+    "mobilenet_v2_100_224": ("100", 224),
+    "mobilenet_v2_100_192": ("100", 192),
+    "mobilenet_v2_100_160": ("100", 160),
+    "mobilenet_v2_100_128": ("100", 128),
+    "mobilenet_v2_100_96": ("100", 96),
+    "mobilenet_v2_130": ("130", 224),
+    "mobilenet_v2_130_224": ("130", 224),
+    "mobilenet_v2_130_192": ("130", 192),
+    "mobilenet_v2_130_160": ("130", 160),
+    "mobilenet_v2_130_128": ("130", 128),
+    "mobilenet_v2_130_96": ("130", 96),
+    "mobilenet_v2_140": ("140", 224),
+    "mobilenet_v2_140_224": ("140", 224),
+    "mobilenet_v2_140_192": ("140", 192),
+    "mobilenet_v2_140_160": ("140", 160),
+    "mobilenet_v2_140_128": ("140", 128),
+    "mobilenet_v2_140_96": ("140", 96),
+}
+
+for _name, (_tag, _res) in MODELS.items():
+    register_variant(_name, _mindcv_config(_tag, _res), MobileNetV2,
+                     f"MobileNetV2 at width {WIDTHS[_tag].alpha}, default input {_res} px.", alpha=WIDTHS[_tag].alpha)
 
 # TF-slim's MobileNetV2 (its quantized TFLite release): the same builder with "same" padding and TF preprocessing.
-for _tag, _row in WIDTHS.items():
-    _doc = f"TF-slim's MobileNetV2 at width {_row.alpha} ('same' padding)."
-    globals()[f"tf_mobilenet_v2_{_tag}"] = register_variant(
-        f"tf_mobilenet_v2_{_tag}", tf_config(224, paper_params_m=_row.params_m, paper_macs_m=_row.macs_m),
-        MobileNetV2, _doc, alpha=_row.alpha, tf_padding=True)
+# name -> width tag.
+TF_MODELS = {
+    "tf_mobilenet_v2_035": "035",
+    "tf_mobilenet_v2_050": "050",
+    "tf_mobilenet_v2_075": "075",
+    "tf_mobilenet_v2_100": "100",
+    "tf_mobilenet_v2_130": "130",
+    "tf_mobilenet_v2_140": "140",
+}
+
+for _name, _tag in TF_MODELS.items():
+    _row = WIDTHS[_tag]
+    register_variant(_name, tf_config(224, paper_params_m=_row.params_m, paper_macs_m=_row.macs_m), MobileNetV2,
+                     f"TF-slim's MobileNetV2 at width {_row.alpha} ('same' padding).", alpha=_row.alpha,
+                     tf_padding=True)

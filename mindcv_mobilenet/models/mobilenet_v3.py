@@ -114,15 +114,23 @@ VARIANTS = {
 for _name, _row in VARIANTS.items():
     _config = ModelConfig(url=_MINDCV_URL + _row.file if _row.file else "", sha256=_row.sha256, top1=_row.top1,
                           top5=_row.top5, paper_params_m=_row.params_m, paper_macs_m=_row.macs_m)
-    _doc = f"MobileNetV3-{_row.arch.capitalize()} at width {_row.alpha}."
-    globals()[_name] = register_variant(_name, _config, MobileNetV3, _doc, arch=_row.arch, alpha=_row.alpha)
+    register_variant(_name, _config, MobileNetV3, f"MobileNetV3-{_row.arch.capitalize()} at width {_row.alpha}.",
+                     arch=_row.arch, alpha=_row.alpha)
 
 for _arch in ("small", "large"):  # the MindSpore model_zoo's names of the 1.0 models
     register_model_alias(f"mobilenet_v3_{_arch}", f"mobilenet_v3_{_arch}_100")
 
 # TF-slim's MobileNetV3: the same builder with a "same"-padded stem, TF preprocessing, under timm's names.
-for _name, _row in VARIANTS.items():
+# name -> the VARIANTS row it pads the TensorFlow way.
+TF_MODELS = {
+    "tf_mobilenet_v3_small_075": "mobilenet_v3_small_075",
+    "tf_mobilenet_v3_small_100": "mobilenet_v3_small_100",
+    "tf_mobilenet_v3_large_075": "mobilenet_v3_large_075",
+    "tf_mobilenet_v3_large_100": "mobilenet_v3_large_100",
+}
+
+for _name, _base in TF_MODELS.items():
+    _row = VARIANTS[_base]
     _doc = f"TF-slim's MobileNetV3-{_row.arch.capitalize()} at width {_row.alpha} ('same' padding everywhere)."
-    globals()[f"tf_{_name}"] = register_variant(
-        f"tf_{_name}", tf_config(224, paper_params_m=_row.params_m, paper_macs_m=_row.macs_m),
-        MobileNetV3, _doc, arch=_row.arch, alpha=_row.alpha, tf_padding=True)
+    register_variant(_name, tf_config(224, paper_params_m=_row.params_m, paper_macs_m=_row.macs_m), MobileNetV3, _doc,
+                     arch=_row.arch, alpha=_row.alpha, tf_padding=True)

@@ -13,7 +13,6 @@ from .registry import ModelConfig
 # TensorFlow's (Inception) normalisation: x / 127.5 - 1, i.e. mean and std 127.5 on the 0..255 scale.
 TF_MEAN = (127.5, 127.5, 127.5)
 TF_STD = (127.5, 127.5, 127.5)
-TF_RESOLUTIONS = (224, 192, 160, 128)
 
 
 def tf_config(resolution: int = 224, **fields) -> ModelConfig:
