@@ -1,4 +1,5 @@
-"""CPU runtime settings that MindSpore 2.10's CPU kernels need to run MobileNets at a sane speed.
+"""How MindSpore runs here: the CPU runtime settings its 2.10 CPU kernels need to run MobileNets at a sane speed, and
+the execution mode of every script (:func:`set_mode`).
 
 On x86 CPUs with AVX-512, the oneDNN 3.10 bundled with MindSpore 2.10 answers every convolution with a k x k kernel in
 MindSpore's plain NCHW layout with ``jit_uni_ncsp:conv+ref:any`` -- a wrapper around oneDNN's *reference* (scalar
@@ -36,6 +37,16 @@ def configure_cpu_runtime(isa: str = DEFAULT_ISA) -> str | None:
         return current
     os.environ[ISA_ENV] = isa
     return isa
+
+
+def set_mode(mode: int, device_target: str = "auto") -> None:
+    """MindSpore's execution mode for a script: 0 graph (compiled), 1 PyNative; ``device_target`` 'auto' keeps
+    MindSpore's default device. Training and evaluation set it the same way, here."""
+    import mindspore as ms
+
+    ms.set_context(mode=ms.GRAPH_MODE if int(mode) == 0 else ms.PYNATIVE_MODE)
+    if device_target and device_target != "auto":
+        ms.set_device(device_target)
 
 
 def jit_forward(model) -> object:

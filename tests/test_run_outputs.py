@@ -98,7 +98,7 @@ def test_failed_append_is_cut_back(tmp_path):
 
 
 def test_train_log_that_cannot_be_written_is_a_write_error(tmp_path):
-    from mindcv_mobilenet.engine.trainer import RunLogFile
+    from mindcv_mobilenet.utils.logs import RunLogFile
 
     logger = logging.getLogger("test_run_outputs")
     handler = RunLogFile(str(tmp_path / "train.log"))

@@ -159,3 +159,18 @@ def test_paths_above_a_file_are_counted():
     assert levels("Path(__file__).parent.parent") == 2
     assert levels("os.path.join(os.path.dirname(__file__), 'resources')") == 1
     assert levels("os.path.dirname(path)") == -1
+
+
+# What used to be written twice (issue 23): each now has one home, which training and evaluation both use.
+ONE_HOME = {"set_mode": "mindcv_mobilenet.runtime", "setup_logging": "mindcv_mobilenet.utils.logs",
+            "RunLogFile": "mindcv_mobilenet.utils.logs"}
+
+
+def test_shared_helpers_are_defined_once():
+    defined: dict[str, list[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                defined.setdefault(node.name.lstrip("_"), []).append(_module_name(path))
+    assert {name: defined.get(name) for name in ONE_HOME} == {name: [home] for name, home in ONE_HOME.items()}
+    assert "setup_context" not in defined  # the trainer's copy of set_mode

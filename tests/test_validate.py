@@ -116,7 +116,8 @@ def test_onnx_backend_reports_the_same_as_mindspore(ms_results, onnx_results):
 @pytest.fixture(scope="module")
 def cifar_model(base):
     """A 10-class model with random (non-degenerate) weights, loaded as validate loads it, at 32 px."""
-    from mindcv_mobilenet.inference.loading import load_model, set_mode
+    from mindcv_mobilenet.inference.loading import load_model
+    from mindcv_mobilenet.runtime import set_mode
 
     set_mode(0)
     ckpt = random_checkpoint(base, "mobilenet_v1_025", 10, seed=3)

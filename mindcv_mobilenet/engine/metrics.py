@@ -159,7 +159,3 @@ def write_json(path: str, data: dict) -> None:
     """Write a small JSON file atomically."""
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump({k: _plain(v) for k, v in data.items()}, f, indent=1)
-
-
-def as_float(value: Tensor) -> float:
-    return float(value.asnumpy())

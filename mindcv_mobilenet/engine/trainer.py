@@ -24,7 +24,6 @@ import logging
 import os
 import random
 import shlex
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -40,9 +39,10 @@ from ..data.loader import loader_steps
 from ..data.preprocessing import resolve_data_config
 from ..models import create_model
 from ..models.input_norm import NormalizedInput
-from ..runtime import jit_forward
+from ..runtime import jit_forward, set_mode
 from ..utils.errors import UserError, WriteError
-from ..utils.fileio import appending, make_folder, os_reason, writing
+from ..utils.fileio import appending, make_folder
+from ..utils.logs import setup_logging
 from .amp import apply_amp
 from .checkpoint_manager import CheckpointManager, TrainState, restore_training_checkpoint, training_checkpoint
 from .distributed import DistInfo, Reducer, init_distributed
@@ -62,14 +62,6 @@ DEBUG_ENV = "MINDCV_MOBILENET_DEBUG_DIR"
 
 class TrainingError(UserError):
     """Training cannot go on (a non-finite loss); the message says where it stopped and what was kept."""
-
-
-def setup_context(cfg: Config) -> None:
-    """Execution mode, device and seeds."""
-    ms.set_context(mode=ms.GRAPH_MODE if cfg.mode == 0 else ms.PYNATIVE_MODE)
-    if cfg.device_target != "auto":
-        ms.set_device(cfg.device_target)
-    seed_everything(cfg.seed)
 
 
 def seed_everything(seed: int) -> None:
@@ -119,37 +111,6 @@ def iterate(loader) -> Iterator:
     yield from loader.create_tuple_iterator(num_epochs=1, output_numpy=False)
 
 
-class RunLogFile(logging.FileHandler):
-    """``train.log``: a write that fails (disk full) ends the run as one :class:`WriteError`, instead of logging's
-    stack dump on stderr and a log that silently stops."""
-
-    def __init__(self, path: str) -> None:
-        with writing(path):
-            super().__init__(path, encoding="utf-8")
-
-    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
-        err = sys.exc_info()[1]
-        if isinstance(err, OSError):
-            raise WriteError(f"cannot write {self.baseFilename}: {os_reason(err)}") from None
-        super().handleError(record)
-
-
-def _setup_logging(run_dir: str | None, is_main: bool) -> list[logging.Handler]:
-    _logger.setLevel(logging.INFO if is_main else logging.WARNING)
-    handlers: list[logging.Handler] = []
-    if not any(isinstance(h, logging.StreamHandler) and getattr(h, "_mcv_train", False) for h in _logger.handlers):
-        stream = logging.StreamHandler(sys.stdout)
-        stream._mcv_train = True  # type: ignore[attr-defined]
-        handlers.append(stream)
-    if run_dir and is_main:
-        handlers.append(RunLogFile(os.path.join(run_dir, "train.log")))
-    for handler in handlers:
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        _logger.addHandler(handler)
-    _logger.propagate = False
-    return handlers
-
-
 class _DebugDump:
     """Per-rank record of the batches seen and the final weights (see the module docstring)."""
 
@@ -190,7 +151,8 @@ def train(cfg: Config) -> dict:
     """Train as ``cfg`` says; return a summary (best/last Top-1, checkpoint paths, per-step losses)."""
     if tensorboard_dir(cfg):
         require_tensorboardx()  # before anything starts: one line naming the package
-    setup_context(cfg)
+    set_mode(cfg.mode, cfg.device_target)
+    seed_everything(cfg.seed)
     info = init_distributed(cfg.distribute)
     run_dir = cfg.ckpt_save_dir
     manager = CheckpointManager(run_dir, cfg.model, cfg.keep_checkpoint_max, enabled=info.is_main)
@@ -198,7 +160,8 @@ def train(cfg: Config) -> dict:
     try:
         if info.is_main:
             make_folder(run_dir, "--ckpt_save_dir")
-        handlers = _setup_logging(run_dir, info.is_main)
+        handlers = setup_logging("stdout", logging.INFO if info.is_main else logging.WARNING,
+                                 os.path.join(run_dir, "train.log") if run_dir and info.is_main else None)
         return _train(cfg, info, run_dir, manager)
     except WriteError as err:
         raise WriteError(f"{err}; {_what_is_kept(cfg, manager)}") from None

@@ -22,12 +22,13 @@ from ..data.constants import IMAGE_EXTENSIONS
 from ..data.decode import load_rgb
 from ..data.folder import list_image_files
 from ..data.preprocessing import resolve_data_config
+from ..runtime import set_mode
 from ..utils.errors import DataError, UserError
 from ..utils.fileio import atomic_path, make_folder
 from ..utils.logs import setup_logging
 from .calibration import calibration_for
 from .classes import resolve_class_names, short_name
-from .loading import load_model, set_mode
+from .loading import load_model
 from .predictor import Predictor, create_predictor, softmax
 from .preprocess import FilePreprocessor
 

@@ -16,7 +16,6 @@ import os
 import sys
 from dataclasses import dataclass
 
-import mindspore as ms
 from mindspore import nn
 
 from ..config import Config, adopt_run_preprocessing, launched_rank
@@ -63,13 +62,6 @@ def use_run_checkpoint(cfg: Config) -> str | None:
               f"ckpt_save_dir {cfg.ckpt_save_dir}", file=sys.stderr, flush=True)
     adopt_run_preprocessing(cfg)
     return path
-
-
-def set_mode(mode: int, device_target: str = "auto") -> None:
-    """0: graph mode (compiled), 1: PyNative; ``device_target`` 'auto' keeps MindSpore's default device."""
-    ms.set_context(mode=ms.GRAPH_MODE if int(mode) == 0 else ms.PYNATIVE_MODE)
-    if device_target and device_target != "auto":
-        ms.set_device(device_target)
 
 
 def checkpoint_classes(params: dict, model_name: str, ema: bool = False) -> int | None:

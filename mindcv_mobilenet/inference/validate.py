@@ -22,13 +22,14 @@ from ..data.loader import loader_steps
 from ..data.preprocessing import DataConfig, resolve_data_config
 from ..engine.distributed import DistInfo, Reducer, init_distributed
 from ..engine.metrics import evaluate, most_confused, per_class_top1, write_json
+from ..runtime import set_mode
 from ..utils.errors import DataError
 from ..utils.fileio import atomic_path
 from ..utils.logs import setup_logging
 from ..utils.plot import PICTURE_MAX_CLASSES, draw_confusion, matplotlib_missing
 from .calibration import calibration_for
 from .classes import resolve_class_names, saved_class_list, short_name
-from .loading import LoadedModel, load_model, set_mode
+from .loading import LoadedModel, load_model
 from .predictor import CellAdapter, create_predictor
 from .progress import Progress
 
