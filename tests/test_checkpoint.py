@@ -52,6 +52,24 @@ def test_other_num_classes_drops_only_the_classifier(v2_checkpoint, caplog):
     assert len(messages) == 1 and "1000 classes" in messages[0] and "10" in messages[0]
 
 
+def test_where_weights_must_be_complete_another_classifier_is_one_error_and_no_warning(v2_checkpoint, caplog):
+    """One rule: only a caller asking for a new head (create_model with num_classes) skips the classifier; evaluation
+    (load_model), resuming and conversion checks get one error before anything is loaded, not a warning first."""
+    from mindcv_mobilenet.inference.loading import load_model
+
+    _, path = v2_checkpoint
+    model = mm.create_model(NAME, num_classes=10)
+    before = {p.name: p.asnumpy().copy() for p in model.get_parameters()}
+    with caplog.at_level(logging.WARNING, logger="mindcv_mobilenet"), pytest.raises(CheckpointError) as info:
+        ckpt.load_model_weights(model, path, new_classifier=False)
+    assert "1000 classes" in str(info.value) and "10" in str(info.value) and "\n" not in str(info.value)
+    assert all(np.array_equal(p.asnumpy(), before[p.name]) for p in model.get_parameters())  # nothing loaded
+    with caplog.at_level(logging.WARNING, logger="mindcv_mobilenet"), pytest.raises(CheckpointError) as info:
+        load_model(NAME, path, num_classes=10)
+    assert "leave --num_classes unset" in str(info.value)
+    assert [r.getMessage() for r in caplog.records if "classifier" in r.getMessage()] == []
+
+
 def test_checkpoint_of_another_model_is_one_clear_error(v2_checkpoint):
     _, path = v2_checkpoint
     with pytest.raises(CheckpointError) as info:

@@ -62,9 +62,9 @@ def convert_file(model_name: str, input_path: str, output_path: str, num_classes
     with atomic_path(output_path) as tmp_path:
         save_checkpoint(params, tmp_path)
         fresh = create_model(model_name, num_classes=classes)
-        skipped = load_model_weights(fresh, tmp_path)  # strict: raises on any missing or misshapen parameter
+        load_model_weights(fresh, tmp_path, new_classifier=False)  # strict: raises on any parameter that does not fit
         loaded = {p.name: p.asnumpy() for p in fresh.get_parameters()}
-        differ = [n for n, a in params.items() if n in skipped or not np.array_equal(loaded[n], a)]
+        differ = [n for n, a in params.items() if not np.array_equal(loaded[n], a)]
         if differ:
             raise CheckpointError(f"written checkpoint does not reload as converted: {', '.join(differ[:5])}")
     return params

@@ -82,9 +82,7 @@ def restore_training_checkpoint(path: str, model: nn.Cell, optimizer: nn.Optimiz
         raise CheckpointError(f"{path} was written with {saved_steps} steps per epoch, this run has {steps_per_epoch}: "
                               "resume with the same data, batch_size and number of ranks")
     weights = {k: v for k, v in params.items() if not k.startswith(EMA_PREFIX)}
-    skipped = load_model_weights(model, weights, source=path)
-    if skipped:
-        raise CheckpointError(f"{path}: its classifier has another number of classes than the run; cannot resume")
+    load_model_weights(model, weights, source=path, new_classifier=False, hint="cannot resume this run from it")
     for name, param in optimizer_state(optimizer, model).items():
         key = OPT_PREFIX + name
         if key not in params:

@@ -24,7 +24,7 @@ from ..models import create_model, get_model_config
 from ..models.registry import classifier_name
 from ..utils.checkpoint import load_model_weights, pretrained_checkpoint_path, read_checkpoint
 from ..utils.download import file_digest
-from ..utils.errors import CheckpointError, UserError
+from ..utils.errors import UserError
 
 _logger = logging.getLogger("mindcv_mobilenet")
 
@@ -109,12 +109,8 @@ def load_model(
     num_classes = num_classes or stored
     model = create_model(model_name, num_classes=num_classes, in_channels=in_channels)
     # strict (another model's checkpoint is an error); messages name the file
-    skipped = load_model_weights(model, params, ema=ema, source=path)
-    if skipped:
-        raise CheckpointError(
-            f"{path}: its classifier has {stored} classes but the model was asked for {model.num_classes} "
-            "(--num_classes); leave --num_classes unset to use the checkpoint's"
-        )
+    load_model_weights(model, params, ema=ema, source=path, new_classifier=False,
+                       hint="leave --num_classes unset to use the checkpoint's")
     model.set_train(False)
     weights_id = file_digest(path) + ("+ema" if ema else "")
     return LoadedModel(model, model_name, model.num_classes, in_channels, os.path.abspath(path), weights_id,

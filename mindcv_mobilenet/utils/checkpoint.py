@@ -84,14 +84,19 @@ def _short_list(names: list[str], limit: int = 6) -> str:
 
 
 def load_model_weights(
-    model: nn.Cell, checkpoint: str | dict, ema: bool = False, source: str | None = None
+    model: nn.Cell, checkpoint: str | dict, ema: bool = False, source: str | None = None,
+    new_classifier: bool = True, hint: str = "",
 ) -> list[str]:
     """Load a checkpoint (path or dict) into ``model`` strictly; return the names left at initialisation.
 
-    Only the final classifier may be skipped, when its shape differs (another number of classes). Mindcv's V1
-    weights with 1001 outputs are cut to the model's 1000. A one-channel model sums the first convolution over RGB.
-    Anything else that does not fit raises :class:`CheckpointError` listing the parameter names. ``source`` names
-    a dict's file in messages (a path names itself), so a caller that already read the file need not read it again.
+    Only the final classifier may be skipped, when its shape differs (another number of classes), and only where
+    the caller asks for a new head (``new_classifier``: fine-tuning, ``create_model(..., num_classes=N)``): one log
+    line says so. Where the weights must be complete (evaluation, resuming, checking a conversion) it is one
+    :class:`CheckpointError` (ending with ``hint``), raised before anything is loaded or logged: the one place this
+    is decided. Mindcv's V1 weights with 1001 outputs are cut to the model's 1000. A one-channel model sums the first
+    convolution over RGB. Anything else that does not fit raises :class:`CheckpointError` listing the parameter names.
+    ``source`` names a dict's file in messages (a path names itself), so a caller that already read the file need not
+    read it again.
     """
     source = source or (checkpoint if isinstance(checkpoint, str) else "checkpoint")
     params = read_checkpoint(checkpoint) if isinstance(checkpoint, str) else dict(checkpoint)
@@ -127,6 +132,9 @@ def load_model_weights(
         raise CheckpointError(
             f"{source} does not fit {model_name}: {'; '.join(parts)}. Is it a checkpoint of another model?"
         )
+    if skipped and not new_classifier:
+        raise CheckpointError(f"{source}: its classifier has {arrays[head_names[0]].shape[0]} classes but {model_name} "
+                              f"has {model_params[head_names[0]].shape[0]}{f'; {hint}' if hint else ''}")
     if skipped:
         ckpt_classes = arrays[head_names[0]].shape[0]
         _logger.warning(
