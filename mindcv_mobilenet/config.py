@@ -165,7 +165,8 @@ OPTIONS: tuple[Option, ...] = (
     _opt("val_while_train", str2bool, True, "validate on val_split after every val_interval epochs", _T),
     _opt("val_interval", _int, 1, "epochs between validations while training", _T),
     _opt("dataset_sink_mode", str2bool, False,
-         "accepted for mindcv recipes; steps are always driven from Python (no sink)", _T),
+         "feed batches through MindSpore's device data queue (GPU/Ascend; on CPU steps are driven from Python and "
+         "the run says why)", _T),
     _opt("pynative_jit", str2bool, False,
          "with mode 1 (PyNative), compile the model's forward (and so its backward) as one graph with mindspore.jit: "
          "graph-mode speed with PyNative around it (mindcv's 'F' context); off keeps every op eager for debugging", _T),

@@ -130,14 +130,6 @@ def test_cli_errors_are_one_line():
     assert result.stderr.strip() == "error: unknown option --warmup_epoch; did you mean 'warmup_epochs'?"
 
 
-def test_plain_mpirun_on_cpu_points_to_msrun(tmp_path):
-    result = _run_train_py("--distribute", "True", "--ckpt_save_dir", str(tmp_path),
-                           env={"OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "0"})
-    assert result.returncode == 2
-    assert "error: mpirun cannot start MindSpore's collectives on CPU" in result.stderr
-    assert "msrun --worker_num=2 --local_worker_num=2" in result.stderr
-
-
 @pytest.fixture(autouse=True)
 def _graph_mode():
     ms.set_context(mode=ms.GRAPH_MODE)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import socket
 
 import mindspore as ms
@@ -17,7 +18,7 @@ from mindcv_mobilenet.engine.distributed import DistInfo, Reducer, launcher
 from mindcv_mobilenet.engine.ema import EMA
 from mindcv_mobilenet.engine.loss import CrossEntropySmooth
 from mindcv_mobilenet.engine.metrics import evaluate, topk_correct
-from mindcv_mobilenet.engine.mpi_cluster import choose_scheduler_address, mpi_world
+from mindcv_mobilenet.engine.mpi_cluster import choose_scheduler_address, join_cluster_under_mpirun, mpi_world
 from mindcv_mobilenet.engine.optim import create_optimizer, param_groups
 from mindcv_mobilenet.engine.scheduler import create_scheduler
 from mindcv_mobilenet.engine.train_step import TrainStep
@@ -299,6 +300,22 @@ def test_the_launcher_is_read_from_the_environment():
     # MindSpore's scheduler address set by an mpirun user (-x MS_SCHED_HOST=...) does not make it msrun
     assert launcher({"MS_SCHED_HOST": "10.0.0.1", "MS_SCHED_PORT": "8118", "OMPI_COMM_WORLD_SIZE": "4"}) == "mpirun"
     assert launcher({}) == ""
+
+
+def test_a_rank_under_mpirun_joins_as_msrun_would_set_it(monkeypatch):
+    """Rank 1 of 2 with the scheduler's address given: no broadcast, no scheduler of its own, MindSpore's cluster
+    variables as msrun sets them (the mpirun runs themselves: tests/test_distributed.py)."""
+    env = {"OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_LOCAL_SIZE": "2",
+           "MS_SCHED_HOST": "127.0.0.1", "MS_SCHED_PORT": "18118"}
+    for key in ("MS_ROLE", "MS_NODE_ID", "MS_WORKER_NUM", "RANK_ID", *env):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert join_cluster_under_mpirun() == ("127.0.0.1", 18118)
+    assert {k: os.environ[k] for k in ("MS_WORKER_NUM", "MS_SCHED_HOST", "MS_SCHED_PORT", "MS_ROLE", "MS_NODE_ID",
+                                        "RANK_ID")} == {
+        "MS_WORKER_NUM": "2", "MS_SCHED_HOST": "127.0.0.1", "MS_SCHED_PORT": "18118", "MS_ROLE": "MS_WORKER",
+        "MS_NODE_ID": "1", "RANK_ID": "1"}
 
 
 def test_the_scheduler_address_under_mpirun():
