@@ -11,6 +11,7 @@ inverted residuals read off the tensor shapes). Google's Keras/TFLite formats ha
 from __future__ import annotations
 
 import os
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -115,3 +116,25 @@ def reference_metrics(logits: np.ndarray, labels: np.ndarray) -> dict:
         "loss": float(-log_probs[np.arange(len(labels)), labels].mean()),
         "count": len(labels),
     }
+
+
+def seeded_timm_weight(key: str, shape: tuple[int, ...]) -> np.ndarray:
+    """A float32 value for timm's state-dict entry ``key``, from a seed made of the name alone (order-free).
+
+    So a MobileNetV4 reference needs no stored weights: ``tools/make_timm_v4_fixture.py`` gives timm these values
+    and the test gives them to the converted names. Convolutions ~ N(0, 1/fan_in); BatchNorm gamma and layer scales
+    in [0.75, 1.25) (layer scales near 1, not timm's 1e-5, so attention counts); BN beta and running means
+    ~ N(0, 0.1^2); running variances in [0.5, 1.5); the classifier's bias 0.
+    """
+    rng = np.random.default_rng(zlib.crc32(key.encode()))
+    if key.endswith("running_var"):
+        value = rng.random(shape) + 0.5
+    elif key == "classifier.bias":
+        value = np.zeros(shape)
+    elif key.endswith(("running_mean", ".bias")):
+        value = rng.standard_normal(shape) * 0.1
+    elif len(shape) == 1:  # BatchNorm weight, layer scale gamma
+        value = rng.random(shape) * 0.5 + 0.75
+    else:
+        value = rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))
+    return value.astype(np.float32)

@@ -1,4 +1,5 @@
-"""MobileNetV4: registry and configs, head and backbone API, blocks equal to timm's, timm's weights convert exactly."""
+"""MobileNetV4: registry and configs, head and backbone API, blocks and a training step equal to timm's, timm's weights
+convert exactly."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import mindspore as ms
 import numpy as np
 import pytest
 from helpers import shared_path
+from reference import seeded_timm_weight
 
 import mindcv_mobilenet as mm
 from mindcv_mobilenet.convert import convert_file, timm_state_to_params
 from mindcv_mobilenet.convert.timm import BN_NAMES, package_name
+from mindcv_mobilenet.engine.loss import create_loss
 from mindcv_mobilenet.models.mobilenet_v4 import Block, make_block
 from mindcv_mobilenet.models.registry import get_model_config
 from mindcv_mobilenet.utils.checkpoint import load_model_weights, save_checkpoint
@@ -132,24 +135,107 @@ BLOCKS = {  # the fixture's blocks as (this package's Block, input channels, act
 }
 
 
-@pytest.mark.parametrize("name", sorted(BLOCKS))
-def test_block_equals_timms(name):
+def _fixture(prefix: str) -> dict[str, np.ndarray]:
+    """The fixture's entries under ``prefix/``, without it."""
     with np.load(FIXTURE) as data:
-        entries = {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith(name + "/")}
-    x, expected = entries.pop("input"), entries.pop("output")
+        return {k[len(prefix) + 1:]: data[k] for k in data.files if k.startswith(prefix + "/")}
+
+
+def _timm_block(name: str, weights: dict[str, np.ndarray]) -> tuple[ms.nn.Cell, dict[str, str]]:
+    """``BLOCKS[name]`` built here with timm's ``weights``; also timm's name of each parameter, by ours."""
     spec, in_channels, act, layer_scale = BLOCKS[name]
     block = make_block(spec, in_channels, spec.stride, act, layer_scale)
     # the converter's names, under a stage prefix: blocks.0.0.<key> -> features.2.0.<key>
-    bn_prefixes = {"blocks.0.0." + k[: -len(".running_mean")] for k in entries if k.endswith(".running_mean")}
+    bn_prefixes = {"blocks.0.0." + k[: -len(".running_mean")] for k in weights if k.endswith(".running_mean")}
     params = {p.name: p for p in block.get_parameters()}
-    assert len(params) == len(entries)
-    for key, value in entries.items():
+    assert len(params) == len(weights)
+    timm_names = {}
+    for key, value in weights.items():
         target = package_name("blocks.0.0." + key, bn_prefixes).removeprefix("features.2.0.")
         params[target].set_data(ms.Tensor(value.reshape(params[target].shape)))
+        timm_names[target] = key
+    return block, timm_names
+
+
+@pytest.mark.parametrize("name", sorted(BLOCKS))
+def test_block_equals_timms(name):
+    entries = _fixture(name)
+    x, expected = entries.pop("input"), entries.pop("output")
+    block, _ = _timm_block(name, entries)
     block.set_train(False)
     got = block(ms.Tensor(x)).asnumpy()
     assert got.shape == expected.shape
     assert _rel(got, expected) < 1e-5
+
+
+def test_attention_block_trains_like_timms():
+    """Mobile MQA in training mode (batch statistics in its pre-norm and key/value downsampling): output, the input's
+    gradient and every parameter's (query/key/value/output projections, layer scale) equal timm's backward pass."""
+    entries = _fixture("mqa_train")
+    x, cotangent = ms.Tensor(entries.pop("input")), ms.Tensor(entries.pop("cotangent"))
+    expected_out, expected_dx = entries.pop("output"), entries.pop("input_grad")
+    expected_grads = {k.removeprefix("grad/"): entries.pop(k) for k in list(entries) if k.startswith("grad/")}
+    block, timm_names = _timm_block("mqa_kv2", entries)
+    block.set_train(True)
+    weights = block.trainable_params()
+    assert sorted(timm_names[p.name] for p in weights) == sorted(expected_grads)
+    assert {"attn.query.proj.weight", "attn.key.proj.weight", "attn.value.proj.weight", "attn.output.proj.weight",
+            "layer_scale.gamma"} <= set(expected_grads)
+    out, (dx, grads) = _pull_back(block, weights, x, cotangent)
+    assert _rel(out, expected_out) < 1e-5
+    assert _rel(dx, expected_dx) < 1e-4
+    largest = max(float(np.abs(g).max()) for g in expected_grads.values())
+    for p, grad in zip(weights, grads, strict=True):
+        expected = expected_grads[timm_names[p.name]]
+        # the key's BatchNorm shift cancels in the softmax: its gradient is float noise (~1e-6), compare absolutely
+        scale = max(float(np.abs(expected).max()), 1e-2 * largest)
+        assert np.abs(grad - expected).max() < 1e-4 * scale, p.name
+
+
+def _pull_back(cell: ms.nn.Cell, weights: list, x: ms.Tensor, cotangent: ms.Tensor):
+    """``cell(x)`` and the pull-back of ``cotangent``: the gradient of ``sum(cell(x) * cotangent)`` with respect to
+    ``x`` and ``weights``."""
+    def objective(t):
+        y = cell(t)
+        return (y * cotangent).sum(), y
+
+    (_, y), (dx, grads) = ms.value_and_grad(objective, grad_position=0, weights=weights, has_aux=True)(x)
+    return y.asnumpy(), (dx.asnumpy(), [g.asnumpy() for g in grads])
+
+
+def test_training_step_equals_timms():
+    """One batch in training mode through timm's whole hybrid_large (seeded weights, GELU: a smooth network, so
+    float32 rounding moves its gradients by ~5e-5, not by ReLU flips): the loss and the gradients of the stem, of the
+    attention block features.4.7 (timm's blocks.2.7) and of the classifier equal timm's within 1e-3 relative."""
+    ref = _fixture("train_hybrid_large")
+    model = mm.create_model("mobilenet_v4_hybrid_large")
+    state = {k: seeded_timm_weight(k, v.shape) for k, v in _timm_state(model).items() if v.dtype.kind == "f"}
+    params = timm_state_to_params("mobilenet_v4_hybrid_large", state)
+    for p in model.get_parameters():
+        p.set_data(ms.Tensor(params[p.name]))
+    bn_prefixes = {k[: -len(".running_mean")] for k in state if k.endswith(".running_mean")}
+    expected = {k.removeprefix("grad/"): v for k, v in ref.items() if k.startswith("grad/") and "[" not in k
+                and ":" not in k}
+    expected["classifier.weight"] = None
+    checked = {package_name(k, bn_prefixes): k for k in expected}
+    assert len(checked) == 16 and "features.4.7.attn.query.proj.weight" in checked
+    named = {p.name: p for p in model.trainable_params()}
+    loss_fn = create_loss("CE")
+    model.set_train(True)
+    loss, grads = ms.value_and_grad(lambda x, y: loss_fn(model(x), y), None,
+                                    weights=[named[n] for n in checked])(ms.Tensor(ref["input"]),
+                                                                         ms.Tensor(ref["labels"]))
+    assert abs(float(loss.asnumpy()) / float(ref["loss"]) - 1) < 1e-4
+    grads = {checked[n]: g.asnumpy() for n, g in zip(checked, grads, strict=True)}
+    classifier = grads.pop("classifier.weight")
+    assert _rel(classifier[ref["classifier_rows"]], ref["grad/classifier.weight[rows]"]) < 1e-3
+    assert abs(np.linalg.norm(classifier) / ref["grad/classifier.weight:norm"] - 1) < 1e-3
+    for name, grad in grads.items():
+        want = expected[name].reshape(grad.shape)
+        # the key's BatchNorm shift cancels in the softmax: its gradient is float noise, compare absolutely
+        scale = max(float(np.abs(want).max()), 1e-2 * float(np.abs(expected[checked["features.4.7.attn.key.proj."
+                                                                                    "weight"]]).max()))
+        assert np.abs(grad - want).max() < 1e-3 * scale, name
 
 
 # --- timm's state dicts --------------------------------------------------------------------------------------------
