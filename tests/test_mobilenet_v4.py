@@ -4,6 +4,7 @@ convert exactly."""
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import mindspore as ms
@@ -305,3 +306,128 @@ def test_timms_conv_small_converts_exactly(tmp_path):
     assert not (tmp_path / "no.ckpt").exists()
     unused = load_model_weights(mm.create_model("mobilenet_v4_conv_small", num_classes=10), out)
     assert unused == ["classifier.4.weight", "classifier.4.bias"]
+
+
+# --- inference, export, training -------------------------------------------------------------------------------------
+
+EXPORTED = ["conv_small", "hybrid_medium"]
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory):
+    """arch -> (LoadedModel of a randomized checkpoint, its float ONNX Runtime predictor, its int8 one): the
+    ONNX Runtime backend's path (export checked against the network at batches 2 and 3, then quantized), once."""
+    from helpers import random_checkpoint
+
+    from mindcv_mobilenet.data.preprocessing import DataConfig
+    from mindcv_mobilenet.inference.calibration import Calibration
+    from mindcv_mobilenet.inference.loading import load_model
+    from mindcv_mobilenet.inference.predictor import onnx_predictor
+
+    pytest.importorskip("onnxruntime.quantization")
+    base = tmp_path_factory.mktemp("v4_deploy")
+    settings = DataConfig("imagenet", SIZE, 1.0, "bilinear", (123.675, 116.28, 103.53), (58.395, 57.12, 57.375))
+    rng = np.random.default_rng(0)  # smooth images: blobs upsampled 8x
+    images = [np.kron(rng.integers(0, 256, (4, 4, 3)), np.ones((8, 8, 1))).astype(np.uint8) for _ in range(16)]
+    calibration = Calibration("16 smooth random images", "0" * 12, settings, lambda: images)
+    previous = os.environ.get("MINDCV_MOBILENET_CACHE")
+    os.environ["MINDCV_MOBILENET_CACHE"] = str(base / "cache")
+    try:
+        built = {}
+        for seed, arch in enumerate(EXPORTED):
+            loaded = load_model(f"mobilenet_v4_{arch}", str(random_checkpoint(base, f"mobilenet_v4_{arch}", 10, seed)))
+            built[arch] = (loaded, onnx_predictor(loaded, SIZE, 2), onnx_predictor(loaded, SIZE, 2, calibration))
+        yield built
+    finally:
+        if previous is None:
+            del os.environ["MINDCV_MOBILENET_CACHE"]
+        else:
+            os.environ["MINDCV_MOBILENET_CACHE"] = previous
+
+
+@pytest.mark.parametrize("arch", EXPORTED)
+def test_onnx_runtime_backend_and_int8_files(arch, deployed):
+    """The float file (attention as MatMul/Softmax, any batch) gives the network's logits within 1e-4 in ONNX
+    Runtime; the int8 file is quantized (integer convolutions) and points the way the float logits do."""
+    import onnx
+
+    from mindcv_mobilenet.inference.export import sample_input
+
+    loaded, float_predictor, int8_predictor = deployed[arch]
+    images = sample_input(3, 3, SIZE, seed=11)  # not what the export's check used
+    expected = loaded.model(ms.Tensor(images)).asnumpy()
+    assert np.abs(expected[0] - expected[1]).max() > 0.01 * np.abs(expected).max()
+    got = float_predictor(images)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4 * np.abs(expected).max())
+    float_ops = {n.op_type for n in onnx.load(float_predictor.path).graph.node}
+    assert ("MatMul" in float_ops and "Softmax" in float_ops) == arch.startswith("hybrid")
+    int8_ops = {n.op_type for n in onnx.load(int8_predictor.path).graph.node}
+    assert "DequantizeLinear" in int8_ops and int8_predictor.path != float_predictor.path
+    quantized = int8_predictor(images)
+    cosine = (quantized * got).sum(1) / np.linalg.norm(quantized, axis=1) / np.linalg.norm(got, axis=1)
+    assert cosine.min() > 0.5, cosine
+
+
+@pytest.mark.parametrize("arch", EXPORTED)
+def test_fuse_bn_folds_every_conv_and_keeps_the_logits(arch, deployed):
+    from mindcv_mobilenet.inference.export import sample_input
+    from mindcv_mobilenet.kernels.batchnorm import BatchNorm2d
+    from mindcv_mobilenet.models.fuse import conv_bn_pairs, fuse_bn
+
+    model = deployed[arch][0].model
+    folded = fuse_bn(model)
+    assert folded.fused_bn_layers == len(conv_bn_pairs(model)) > 40
+    left = [name for name, cell in folded.cells_and_names() if isinstance(cell, BatchNorm2d)]
+    assert all(name.endswith(".norm") for name in left)  # attention's pre-norm: no convolution before it
+    assert len(left) == (8 if arch == "hybrid_medium" else 0)  # one per attention block
+    x = ms.Tensor(sample_input(2, 3, SIZE, seed=3))
+    expected = model(x).asnumpy()
+    assert _rel(folded(x).asnumpy(), expected) < 1e-5
+
+
+def test_exact_gelu_exports_without_erf(tmp_path):
+    """hybrid_large's exact GELU: the export formula agrees with MindSpore's erf GELU, and a GELU network exports to
+    ONNX (MindSpore's exporter has no Erf) and runs in ONNX Runtime like the network."""
+    import onnx
+
+    from mindcv_mobilenet.inference.export import export_model
+    from mindcv_mobilenet.models.layers import GELU, GlobalAvgPool, conv_bn_act, exportable_operators
+
+    gelu = GELU()
+    x = ms.Tensor(np.linspace(-12, 12, 100001, dtype=np.float32))
+    exact = gelu(x).asnumpy()
+    with exportable_operators(gelu):
+        formula = gelu(x).asnumpy()
+    assert np.abs(formula - exact).max() < 6e-7  # each within 2.4e-7 (the formula) and 4.5e-7 (MindSpore) of erf's
+    torch_values = {-3.0: -0.0040496, -1.0: -0.1586553, 0.5: 0.3457312, 2.0: 1.9544997}  # x * Phi(x)
+    got = gelu(ms.Tensor(np.array(list(torch_values), np.float32))).asnumpy()
+    np.testing.assert_allclose(got, list(torch_values.values()), atol=1e-6)
+    net = ms.nn.SequentialCell(conv_bn_act(3, 8, 3, 2, act="gelu") + [GlobalAvgPool(), ms.nn.Dense(8, 4)])
+    from helpers import randomize
+
+    randomize(net, 0)
+    result = export_model(net, "ONNX", str(tmp_path / "gelu.onnx"), SIZE, batch_size=2)
+    assert result.check["runtime"].startswith("ONNX Runtime")
+    ops_used = {n.op_type for n in onnx.load(result.path).graph.node}
+    assert "Erf" not in ops_used and {"Exp", "Abs"} <= ops_used
+
+
+@pytest.mark.parametrize("mode", [ms.GRAPH_MODE, ms.PYNATIVE_MODE], ids=["graph", "pynative"])
+def test_training_steps_lower_the_loss(mode):
+    """A few optimizer steps of the hybrid (attention, layer scale, the head's BatchNorm1d) on one batch, through the
+    trainer's TrainStep, in graph and PyNative mode."""
+    from mindcv_mobilenet.engine.loss import CrossEntropySmooth
+    from mindcv_mobilenet.engine.optim import create_optimizer
+    from mindcv_mobilenet.engine.train_step import TrainStep
+
+    ms.set_context(mode=mode)
+    ms.set_seed(0)
+    net = mm.create_model("mobilenet_v4_hybrid_medium", num_classes=4)
+    # batch 8: training-mode BatchNorm over the 1x1 maps of the last stage and the head sees 8 values per channel
+    step = TrainStep(ms.nn.WithLossCell(net, CrossEntropySmooth(0.1)),
+                     create_optimizer(net.trainable_params(), "momentum", 0.005, 0.0, momentum=0.9))
+    step.set_train()
+    x, y = _input(SIZE, batch=8, seed=5), ms.Tensor(np.arange(8, dtype=np.int32) % 4)
+    losses = [float(step(x, y)[0].asnumpy()) for _ in range(6)]
+    assert np.isfinite(losses).all() and losses[-1] < losses[0] - 0.2, losses

@@ -25,7 +25,7 @@ from mindspore import Parameter, Tensor, nn, ops
 from ..kernels.batchnorm import BatchNorm2d
 from ..kernels.depthwise import conv2d
 from .base import MobileNetBase
-from .layers import ACTIVATIONS, conv_bn_act, make_divisible
+from .layers import ACTIVATIONS, BatchNorm1d, conv_bn_act, make_divisible
 from .registry import ModelConfig, register_model_alias, register_variant
 
 
@@ -196,16 +196,17 @@ class MultiQueryAttention2d(nn.Cell):
         self.matmul = ops.BatchMatMul()
 
     def construct(self, x: Tensor) -> Tensor:
-        batch, _, height, width = x.shape
-        q = self.query(x).reshape(batch, self.heads, self.key_dim, height * width)
-        q = q.transpose(0, 1, 3, 2).reshape(batch, self.heads * height * width, self.key_dim) * self.scale
+        # every reshape leaves the batch as -1: an exported graph then runs any batch size
+        _, _, height, width = x.shape
+        q = self.query(x).reshape(-1, self.heads, self.key_dim, height * width)
+        q = q.transpose(0, 1, 3, 2).reshape(-1, self.heads * height * width, self.key_dim) * self.scale
         k = self.key(x)
-        k = k.reshape(batch, self.key_dim, -1)  # (B, k, P)
-        v = self.value(x)
-        v = v.reshape(batch, self.key_dim, -1).transpose(0, 2, 1)  # (B, P, v)
+        attended = k.shape[2] * k.shape[3]
+        k = k.reshape(-1, self.key_dim, attended)  # (B, k, P)
+        v = self.value(x).reshape(-1, self.key_dim, attended).transpose(0, 2, 1)  # (B, P, v)
         attn = ops.softmax(self.matmul(q, k), axis=-1)  # (B, heads * N, P)
-        o = self.matmul(attn, v).reshape(batch, self.heads, height * width, self.key_dim)
-        o = o.transpose(0, 1, 3, 2).reshape(batch, self.heads * self.key_dim, height, width)
+        o = self.matmul(attn, v).reshape(-1, self.heads, height * width, self.key_dim)
+        o = o.transpose(0, 1, 3, 2).reshape(-1, self.heads * self.key_dim, height, width)
         return self.output(o)
 
     def matmul_macs(self, x: Tensor) -> int:
@@ -274,7 +275,7 @@ class MobileNetV4(MobileNetBase):
             features.append(nn.SequentialCell(blocks))
         self.features = nn.SequentialCell(features)
         hidden = HEAD_CHANNELS[1]
-        self._build_head([nn.Dense(channels, hidden, has_bias=False), nn.BatchNorm1d(hidden), ACTIVATIONS[act](),
+        self._build_head([nn.Dense(channels, hidden, has_bias=False), BatchNorm1d(hidden), ACTIVATIONS[act](),
                           nn.Dropout(p=drop_rate)], hidden, num_classes)
 
 
