@@ -147,8 +147,7 @@ def test_every_model_has_an_imagenet_recipe():
     models = {load_yaml(p)["model"] for p in CONFIGS if load_yaml(p).get("dataset") == "imagenet"}
     canonical = {m for m in list_models() if not (m.startswith("mobilenet_v2_") and m.count("_") == 2)
                  and not (m.startswith("mobilenet_v1_") and m.count("_") == 3)
-                 and not m.startswith("tf_")  # tf_: imports of Google's weights (test_tf_import.py), no recipe
-                 and not m.startswith("mobilenet_v4_")}  # V4 recipes: issue 24, part 4 (not written yet)
+                 and not m.startswith("tf_")}  # tf_: imports of Google's weights (test_tf_import.py), no recipe
     # (mobilenet_v2_100 is the same model as mobilenet_v2_100_224; mindcv's V1 recipes are for the 224-px names only)
     assert canonical - models == set()
 
@@ -164,6 +163,13 @@ def test_every_model_has_an_imagenet_recipe():
     ("mobilenetv3/mobilenet_v3_small_ascend.yaml", dict(batch_size=75, epoch_size=470, lr=0.77, weight_decay=2e-5,
                                                         color_jitter=0.4, amp_level="O3")),
     ("mobilenetv3/mobilenet_v3_large_ascend.yaml", dict(batch_size=75, epoch_size=420, lr=1.08, decay_epochs=416)),
+    # the MobileNetV4 paper authors' (TensorFlow Model Garden's imagenet_mobilenetv4_*_tpu.yaml)
+    ("mobilenetv4/mobilenet_v4_conv_small.yaml", dict(epoch_size=9623, lr=0.002, weight_decay=0.01, warmup_epochs=5,
+                                                      opt="adamw", eps=1e-6, drop_rate=0.3, ema=True, image_resize=224,
+                                                      auto_augment="randaug-m9-n2")),
+    ("mobilenetv4/mobilenet_v4_hybrid_large.yaml", dict(epoch_size=500, lr=0.01, min_lr=1e-5, weight_decay=0.2,
+                                                        warmup_epochs=20, mixup=0.8, cutmix=1.0, cutmix_prob=0.3,
+                                                        image_resize=384, drop_rate=0.2)),
 ])
 def test_published_recipe_values(name, expected):
     values = load_yaml(os.path.join(REPO_ROOT, "configs", name))
