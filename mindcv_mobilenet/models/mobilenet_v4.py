@@ -279,9 +279,9 @@ class MobileNetV4(MobileNetBase):
                           nn.Dropout(p=drop_rate)], hidden, num_classes)
 
 
-PAPER_NOTE = ("MobileNetV4: params equal timm 1.0.31's (3.77/9.72/32.59/11.07/37.76M); the paper's Table 11 gives "
-              "3.8/9.2/31/10.5/35.9M: timm builds the released TensorFlow definitions, not the networks that table "
-              "measured")
+PAPER_NOTE = ("MobileNetV4: params equal timm 1.0.31's (3.77/9.72/32.59/11.07/37.76M), the networks its published "
+              "weights load into; the paper's Table 11 gives 3.8/9.2/31/10.5/35.9M (medium/large 3-6% fewer), a gap "
+              "neither source explains")
 
 # name -> arch, timm's default pretrained config (input size, crop, larger test size), the paper's params (M) and
 # MACs (M) at that size (Table 11)
@@ -298,5 +298,5 @@ for _name, (_arch, _size, _crop, _test_size, _test_crop, _params, _macs) in VARI
                           test_input_size=(3, _test_size, _test_size), test_crop_pct=_test_crop,
                           paper_params_m=_params, paper_macs_m=_macs, paper_note=PAPER_NOTE)
     _doc = f"MobileNetV4-{_arch.replace('_', '-').title()} (timm's mobilenetv4_{_arch})."
-    globals()[_name] = register_variant(_name, _config, MobileNetV4, _doc, arch=_arch)
+    register_variant(_name, _config, MobileNetV4, _doc, arch=_arch)
     register_model_alias(f"mobilenetv4_{_arch}", _name)  # timm's names
