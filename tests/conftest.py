@@ -37,3 +37,14 @@ def file_server():
     server = FileServer()
     yield server
     server.close()
+
+
+@pytest.fixture
+def pynative_mode():
+    """PyNative mode for the test, the previous mode after it (model tests build many nets: no graph compile)."""
+    import mindspore as ms
+
+    previous = ms.get_context("mode")
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    yield
+    ms.set_context(mode=previous)

@@ -24,12 +24,7 @@ def _input(batch: int = 2, size: int = 32, channels: int = 3, seed: int = 0) -> 
     return ms.Tensor(np.random.RandomState(seed).randn(batch, channels, size, size).astype(np.float32))
 
 
-@pytest.fixture(autouse=True)
-def _pynative():
-    previous = ms.get_context("mode")
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    yield
-    ms.set_context(mode=previous)
+pytestmark = pytest.mark.usefixtures("pynative_mode")  # each test sets graph mode itself where it needs it
 
 
 def test_every_model_name_is_written_out_where_it_is_registered():
