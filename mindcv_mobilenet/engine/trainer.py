@@ -51,7 +51,7 @@ from .finetune import FeatureCache, HeadOnFeatures, cache_features, freeze_backb
 from .loss import create_loss
 from .loss_window import LossWindow, NonFiniteLoss, StepResult
 from .metrics import AverageMeter, RunLog, evaluate, format_seconds
-from .monitor import RunMonitor, require_tensorboardx, tensorboard_dir
+from .monitor import METRICS_FILE, RunMonitor, require_tensorboardx, tensorboard_dir
 from .optim import create_optimizer
 from .scheduler import create_scheduler
 from .train_step import TrainStep
@@ -208,7 +208,7 @@ class TrainingRun:
 
 
 def _train(cfg: Config, info: DistInfo, run_dir: str, manager: CheckpointManager) -> dict:
-    log = RunLog(os.path.join(run_dir, "metrics.jsonl"), info.is_main)
+    log = RunLog(os.path.join(run_dir, METRICS_FILE), info.is_main)
     monitor = RunMonitor(run_dir, tensorboard_dir(cfg), info.is_main, title=f"{cfg.model}: {run_dir}")
     try:
         return _train_epochs(cfg, info, run_dir, manager, log, monitor)
