@@ -11,15 +11,12 @@ A write that fails (disk full, no permission: checkpoints, ``config.yaml``, ``tr
 ``class_names.json``) ends the run with one :class:`~mindcv_mobilenet.utils.errors.WriteError` naming the file, the
 cause, the last complete checkpoint and the ``--resume`` command that continues from it; no partial file is left.
 
-``MINDCV_MOBILENET_DEBUG_DIR`` (for tests): every rank writes the digest and labels of each batch it trained on to
-``samples_rank<r>.jsonl`` and its final weights to ``weights_rank<r>.npz`` there.
+``MINDCV_MOBILENET_DEBUG_DIR`` (for tests): see :mod:`.debug_dump`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import os
 import random
@@ -45,9 +42,10 @@ from ..utils.fileio import appending, make_folder
 from ..utils.logs import setup_logging
 from .amp import apply_amp
 from .checkpoint_manager import CheckpointManager, TrainState, restore_training_checkpoint, training_checkpoint
+from .debug_dump import DebugDump
 from .distributed import DistInfo, Reducer, init_distributed
 from .ema import EMA
-from .finetune import FeatureCache, HeadOnFeatures, cache_features, freeze_backbone, freeze_batchnorm, layer_lr_scales
+from .finetune import FeatureCache, HeadOnFeatures, cache_features, layer_lr_scales, prepare_finetune
 from .loss import create_loss
 from .loss_window import LossWindow, NonFiniteLoss, StepResult
 from .metrics import AverageMeter, RunLog, evaluate, format_seconds
@@ -57,7 +55,6 @@ from .scheduler import create_scheduler
 from .train_step import TrainStep
 
 _logger = logging.getLogger("mindcv_mobilenet")
-DEBUG_ENV = "MINDCV_MOBILENET_DEBUG_DIR"
 
 
 class TrainingError(UserError):
@@ -111,42 +108,6 @@ def iterate(loader) -> Iterator:
     yield from loader.create_tuple_iterator(num_epochs=1, output_numpy=False)
 
 
-class _DebugDump:
-    """Per-rank record of the batches seen and the final weights (see the module docstring)."""
-
-    def __init__(self, rank: int) -> None:
-        self.folder = os.environ.get(DEBUG_ENV)
-        self.rank = rank
-        if self.folder:
-            os.makedirs(self.folder, exist_ok=True)
-            self.samples = os.path.join(self.folder, f"samples_rank{rank}.jsonl")
-
-        self._pending: dict[int, dict] = {}
-
-    def batch(self, epoch: int, step: int, images, labels) -> None:
-        """Note the batch; it is written with its loss by :meth:`losses`."""
-        if not self.folder:
-            return
-        image_np, label_np = images.asnumpy(), labels.asnumpy()
-        self._pending[step] = {"epoch": epoch, "step": step, "labels": label_np.reshape(len(label_np), -1)
-                               .argmax(-1).tolist() if label_np.ndim > 1 else label_np.tolist(),
-                               "digest": hashlib.sha1(image_np.tobytes()).hexdigest()}
-
-    def losses(self, results: list[StepResult]) -> None:
-        if not self.folder:
-            return
-        with open(self.samples, "a", encoding="utf-8") as f:
-            for result in results:
-                record = self._pending.pop(result.step, None)
-                if record is not None:
-                    f.write(json.dumps(record | {"loss": result.loss}) + "\n")
-
-    def weights(self, model: nn.Cell) -> None:
-        if self.folder:
-            np.savez(os.path.join(self.folder, f"weights_rank{self.rank}.npz"),
-                     **{p.name: p.asnumpy() for p in model.get_parameters()})
-
-
 def train(cfg: Config) -> dict:
     """Train as ``cfg`` says; return a summary (best/last Top-1, checkpoint paths, per-step losses)."""
     if tensorboard_dir(cfg):
@@ -194,7 +155,7 @@ class TrainingRun:
     manager: CheckpointManager
     reducer: Reducer
     log: RunLog
-    debug: _DebugDump
+    debug: DebugDump
     sink: bool
     step_losses: list[float] = field(default_factory=list)
 
@@ -267,7 +228,9 @@ def build_run(cfg: Config, info: DistInfo, log: RunLog, manager: CheckpointManag
 
     model = create_model(cfg.model, num_classes=num_classes, pretrained=cfg.pretrained, in_channels=cfg.in_channels,
                          checkpoint_path=cfg.ckpt_path or None, drop_rate=cfg.drop_rate)
-    _prepare_finetune(cfg, model, num_classes, train_source)
+    # every rank calibrates on the same images (no sharding), so the ranks start from identical weights
+    prepare_finetune(cfg, model, lambda: (images for images, _ in iterate(
+        build_loader(cfg, cfg.train_split, False, DistInfo(), num_classes, train_source, True))))
     train_cache = val_cache = None
     if cfg.freeze_backbone:  # the head trains on features computed once (engine/finetune.py)
         train_cache = cache_features(
@@ -299,7 +262,7 @@ def build_run(cfg: Config, info: DistInfo, log: RunLog, manager: CheckpointManag
     step_cell.set_train(True)
     run = TrainingRun(cfg, info, model, network, step_cell, optimizer, ema, lrs, num_classes, steps_per_epoch,
                       train_source, val_source, train_cache, val_cache, TrainState(), manager,
-                      Reducer(info), log, _DebugDump(info.rank),
+                      Reducer(info), log, DebugDump(info.rank),
                       sink=use_sink_mode(cfg.dataset_sink_mode) and train_cache is None)
     if cfg.resume:
         run.state = restore_training_checkpoint(cfg.resume, model, optimizer, run.extra_state(), ema,
@@ -446,33 +409,6 @@ def _finish(run: TrainingRun, last_val: dict | None, total: float) -> dict:
                      "      python infer.py --model %s --ckpt_path %s --image_path photo.jpg",
                      cfg.model, weights, cfg.model, weights)
     return summary
-
-
-def _prepare_finetune(cfg: Config, model: nn.Cell, num_classes: int, train_source) -> None:
-    """Unfold folded BatchNorm from training images, then apply ``freeze_bn`` / ``freeze_backbone``."""
-    from ..models.fuse import folded_pairs, unfold_bn
-
-    loaded = cfg.pretrained or cfg.ckpt_path
-    if cfg.freeze_backbone and not loaded and not cfg.resume:
-        _logger.warning("warning: freeze_backbone without pretrained or ckpt_path weights trains a classifier on "
-                        "randomly initialised features: expect accuracy near chance")
-    bn_trains = not (cfg.freeze_bn or cfg.freeze_backbone)  # frozen BatchNorm keeps the folded function as it is
-    folded = folded_pairs(model) if loaded and bn_trains and not cfg.resume else []
-    if folded and cfg.bn_calibration_images:
-        _logger.info("%s: %d BatchNorm layers carry folded weights (identity statistics); measuring their inputs on "
-                     "%d training images so that they train (bn_calibration_images: 0 keeps them folded)",
-                     cfg.ckpt_path or "pretrained weights", len(folded), cfg.bn_calibration_images)
-        # every rank calibrates on the same images (no sharding), so the ranks start from identical weights
-        calib = build_loader(cfg, cfg.train_split, False, DistInfo(), num_classes, train_source, True)
-        unfold_bn(model, (images for images, _ in iterate(calib)), cfg.bn_calibration_images)
-    elif folded:
-        _logger.warning("warning: %d BatchNorm layers carry folded weights and bn_calibration_images is 0: training-"
-                        "mode BatchNorm will rescale every layer", len(folded))
-    if cfg.freeze_backbone:
-        _logger.info("freeze_backbone: %d backbone parameters frozen, training the classifier only",
-                     freeze_backbone(model))
-    elif cfg.freeze_bn:
-        _logger.info("freeze_bn: %d BatchNorm layers in inference mode", freeze_batchnorm(model))
 
 
 def use_sink_mode(requested: bool) -> bool:
