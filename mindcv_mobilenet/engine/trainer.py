@@ -8,8 +8,9 @@ whose data order depends only on ``seed + epoch``, so a resumed run sees the bat
 seen. (Dropout masks are not reproduced: MindSpore does not expose its kernels' random state.)
 
 A write that fails (disk full, no permission: checkpoints, ``config.yaml``, ``train.log``, ``metrics.jsonl``,
-``class_names.json``) ends the run with one :class:`~mindcv_mobilenet.utils.errors.WriteError` naming the file, the
-cause, the last complete checkpoint and the ``--resume`` command that continues from it; no partial file is left.
+``class_names.json``) ends the run with one :class:`~mindcv_mobilenet.utils.errors.WriteError` naming the file and the
+cause, a non-finite loss with one :class:`TrainingError`; either says what was kept: the last complete checkpoint and
+the ``--resume`` command that continues from it. No partial file is left.
 
 ``MINDCV_MOBILENET_DEBUG_DIR`` (for tests): see :mod:`.debug_dump`.
 """
@@ -58,7 +59,8 @@ _logger = logging.getLogger("mindcv_mobilenet")
 
 
 class TrainingError(UserError):
-    """Training cannot go on (a non-finite loss); the message says where it stopped and what was kept."""
+    """Training cannot go on (a non-finite loss); the message says where it stopped (:func:`train` adds what was
+    kept)."""
 
 
 def seed_everything(seed: int) -> None:
@@ -116,7 +118,8 @@ def train(cfg: Config) -> dict:
     seed_everything(cfg.seed)
     info = init_distributed(cfg.distribute)
     run_dir = cfg.ckpt_save_dir
-    manager = CheckpointManager(run_dir, cfg.model, cfg.keep_checkpoint_max, enabled=info.is_main)
+    manager = CheckpointManager(run_dir, cfg.model, cfg.keep_checkpoint_max, enabled=info.is_main,
+                                every=cfg.ckpt_save_interval, epochs=cfg.epoch_size)
     handlers: list[logging.Handler] = []
     try:
         if info.is_main:
@@ -124,8 +127,8 @@ def train(cfg: Config) -> dict:
         handlers = setup_logging("stdout", logging.INFO if info.is_main else logging.WARNING,
                                  os.path.join(run_dir, "train.log") if run_dir and info.is_main else None)
         return _train(cfg, info, run_dir, manager)
-    except WriteError as err:
-        raise WriteError(f"{err}; {_what_is_kept(cfg, manager)}") from None
+    except (WriteError, TrainingError) as err:
+        raise type(err)(f"{err}; {manager.resume_hint(_resume_command(cfg), launched=cfg.distribute)}") from None
     finally:
         for handler in handlers:
             _logger.removeHandler(handler)
@@ -205,7 +208,11 @@ def _train_epochs(cfg: Config, info: DistInfo, run_dir: str, manager: Checkpoint
         remaining = cfg.epoch_size - run.state.epoch
         record.update(epoch_time=train_time + eval_time, eta=remaining * (step_time * run.steps_per_epoch + eval_time),
                       best_top1=run.state.best_top1 if run.state.best_top1 >= 0 else None)
-        save_checkpoints(run, record, improved)
+        checkpoint = run.manager.save_epoch(training_checkpoint(run.model, run.optimizer, run.extra_state(), run.ema,
+                                                                run.state, run.steps_per_epoch),
+                                            run.state.epoch, run.steps_per_epoch, improved)
+        if checkpoint:
+            record["checkpoint"] = checkpoint
         with appending(log.metrics_path) if log.metrics_path else contextlib.nullcontext():
             log.epoch(record)
         monitor.epoch(record)
@@ -303,8 +310,8 @@ def train_one_epoch(run: TrainingRun, epoch: int) -> tuple[dict, float, float]:
         try:
             results = window.read()
         except NonFiniteLoss as err:
-            raise TrainingError(_non_finite_message(err.loss, epoch, err.step, run.manager.last_complete())) \
-                from None
+            raise TrainingError(f"loss is {err.loss} at epoch {epoch + 1}, step {err.step + 1}: training stopped "
+                                "(lower lr, or set clip_grad: True, or warmup_epochs higher)") from None
         run.debug.losses(results)
         counted = _count_steps(results, state, meter, run.step_losses)
         if results:  # one point per read-back (every log_interval steps): the curves' per-step loss and lr
@@ -377,19 +384,6 @@ def share_reads(run: TrainingRun, source: DataSource) -> None:
         source.share_reads(run.reducer.sum, run.info.size)
 
 
-def save_checkpoints(run: TrainingRun, record: dict, improved: bool) -> None:
-    """The periodic checkpoint every ``ckpt_save_interval`` epochs (and at the end), the best one when improved."""
-    cfg, state = run.cfg, run.state
-    save_now = state.epoch % cfg.ckpt_save_interval == 0 or state.epoch == cfg.epoch_size
-    if not (save_now or improved):
-        return
-    entries = training_checkpoint(run.model, run.optimizer, run.extra_state(), run.ema, state, run.steps_per_epoch)
-    if save_now:
-        record["checkpoint"] = run.manager.save(entries, state.epoch, state.epoch * run.steps_per_epoch)
-    if improved:
-        run.manager.save_best(entries)
-
-
 def _finish(run: TrainingRun, last_val: dict | None, total: float) -> dict:
     """The run's summary; rank 0 says where the weights are and how to use them."""
     cfg, state, manager = run.cfg, run.state, run.manager
@@ -440,22 +434,10 @@ def _lr_at(lrs: np.ndarray, step: int) -> float:
     return float(lrs[min(step, len(lrs) - 1)])
 
 
-def _what_is_kept(cfg: Config, manager: CheckpointManager) -> str:
-    """After a failed write: the last complete checkpoint and the command that continues from it."""
-    kept = manager.last_complete()
-    if kept is None:
-        return "no checkpoint was written"
+def _resume_command(cfg: Config) -> str | None:
+    """The command (without ``--resume``) that continues this run from its ``config.yaml``; None before it exists."""
     run_config = os.path.join(cfg.ckpt_save_dir, RUN_CONFIG_FILE)
     if not os.path.isfile(run_config):
-        return f"the last complete checkpoint is {kept}: continue with your command and --resume {shlex.quote(kept)}"
-    # the run's resolved options; its ckpt_path (initial weights) would conflict with --resume
-    keep_out = " --ckpt_path ''" if getattr(cfg, "ckpt_path", "") else ""
-    launcher = " (under the same msrun/mpirun launch)" if cfg.distribute else ""
-    return (f"the last complete checkpoint is {kept}: continue with python {program('train')} -c "
-            f"{shlex.quote(run_config)}{keep_out} --resume {shlex.quote(kept)}{launcher}")
-
-
-def _non_finite_message(loss: float, epoch: int, step: int, kept: str | None) -> str:
-    where = f"the last good checkpoint is {kept} (resume with --resume {kept})" if kept else "no checkpoint was saved"
-    return (f"loss is {loss} at epoch {epoch + 1}, step {step + 1}: training stopped; {where}. Lower lr, or set "
-            "clip_grad: True, or warmup_epochs higher")
+        return None
+    keep_out = " --ckpt_path ''" if cfg.ckpt_path else ""  # the run's initial weights would conflict with --resume
+    return f"python {program('train')} -c {shlex.quote(run_config)}{keep_out}"
