@@ -32,7 +32,7 @@ STATE_PREFIX = "train_state."
 OPT_PREFIX = STATE_PREFIX + "opt."
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainState:
     """Where a run stands: completed epochs, optimizer steps taken, and the best validation Top-1 so far."""
 
