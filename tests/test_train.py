@@ -95,9 +95,9 @@ class NaNAfter(CrossEntropySmooth):
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    import mindcv_mobilenet.engine.trainer as trainer
+    import mindcv_mobilenet.engine.run as run_module
 
-    monkeypatch.setattr(trainer, "create_loss", lambda name, smoothing: NaNAfter(5))  # epoch 2, step 2
+    monkeypatch.setattr(run_module, "create_loss", lambda name, smoothing: NaNAfter(5))  # epoch 2, step 2
     cfg = tiny(tmp_path / "run", "--val_while_train", "False", "--mode", "1")
     with pytest.raises(TrainingError, match=r"loss is nan at epoch 2, step 2.*-1_4\.ckpt.*--resume"):
         train(cfg)

@@ -1,4 +1,5 @@
-"""Training engine: optimizers, LR schedules, loss, train step, EMA, checkpoints, metrics, data parallel, trainer."""
+"""Training engine: the trainer and its parts (run, data, epoch, evaluation, checkpoints), optimizers, LR schedules,
+loss, train step, EMA, metrics, data parallel."""
 
 from .loss import CrossEntropySmooth, create_loss
 from .optim import create_optimizer

@@ -5,9 +5,10 @@ A checkpoint holds the model's own parameters under their names (``validate.py``
 slots and ``global_step`` (``train_state.opt.<name>``), the loss scale, the epoch, the global step, the steps per
 epoch and the best Top-1 so far. Resuming reads all of it from the file's contents, never from its name.
 
-Files: ``<model>-<epoch>_<step>.ckpt`` every ``ckpt_save_interval`` epochs (the last ``keep_checkpoint_max`` kept),
-``<model>_best.ckpt`` (highest validation Top-1, never pruned). All writes are atomic. The names are made and read
-here only: :func:`run_checkpoint` is the checkpoint validate/infer/export take from a run folder.
+Files: ``<model>-<epoch>_<step>.ckpt`` every ``ckpt_save_interval`` epochs and after the last (the last
+``keep_checkpoint_max`` kept), ``<model>_best.ckpt`` (highest validation Top-1, never pruned). All writes are atomic.
+The names are made and read here only: :func:`run_checkpoint` is the checkpoint validate/infer/export take from a run
+folder, :meth:`CheckpointManager.resume_hint` the one a stopped run continues from.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shlex
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +32,7 @@ STATE_PREFIX = "train_state."
 OPT_PREFIX = STATE_PREFIX + "opt."
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainState:
     """Where a run stands: completed epochs, optimizer steps taken, and the best validation Top-1 so far."""
 
@@ -130,13 +132,19 @@ def run_checkpoint(save_dir: str, prefix: str) -> str | None:
 
 
 class CheckpointManager:
-    """Writes periodic checkpoints (keeping the last ``keep_max``) and the best one; inert on ranks other than 0."""
+    """Writes periodic checkpoints (keeping the last ``keep_max``) and the best one; inert on ranks other than 0.
 
-    def __init__(self, save_dir: str, prefix: str, keep_max: int, enabled: bool = True) -> None:
+    :meth:`save_epoch` writes the periodic one every ``every`` epochs and after epoch ``epochs`` (the last).
+    """
+
+    def __init__(self, save_dir: str, prefix: str, keep_max: int, enabled: bool = True, every: int = 1,
+                 epochs: int | None = None) -> None:
         self.save_dir = save_dir
         self.prefix = prefix
         self.keep_max = keep_max
         self.enabled = enabled
+        self.every = every
+        self.epochs = epochs
         self.best_path = best_checkpoint_path(save_dir, prefix)
         self.last_path: str | None = None
         # files of an earlier part of this run (resume): oldest first, so they are pruned first
@@ -147,6 +155,26 @@ class CheckpointManager:
         where a run that stopped continues from."""
         written = [p for p in self.saved + [self.best_path] if os.path.isfile(p)]
         return max(written, key=os.path.getmtime) if written else None
+
+    def resume_hint(self, command: str | None, launched: bool = False) -> str:
+        """What a stopped run left: its last complete checkpoint and how to continue from it, ``command`` (the run's
+        own, to which ``--resume`` is added; None: the user's) under the same launcher when ``launched``."""
+        kept = self.last_complete()
+        if kept is None:
+            return "no checkpoint was written"
+        resume = f"--resume {shlex.quote(kept)}"
+        how = f"{command} {resume}" if command else f"your command and {resume}"
+        return (f"the last complete checkpoint is {kept}: continue with {how}"
+                + (" (under the same msrun/mpirun launch)" if launched else ""))
+
+    def save_epoch(self, entries: dict, epoch: int, steps_per_epoch: int, improved: bool) -> str | None:
+        """After epoch ``epoch`` (1-based): the periodic checkpoint when one is due, the best one when ``improved``.
+        Returns the periodic checkpoint's path, None when none was written."""
+        periodic = self.enabled and (epoch % self.every == 0 or epoch == self.epochs)
+        path = self.save(entries, epoch, epoch * steps_per_epoch) if periodic else None
+        if improved:
+            self.save_best(entries)
+        return path
 
     def save(self, entries: dict, epoch: int, step: int) -> str | None:
         """Write ``<prefix>-<epoch>_<step>.ckpt`` and delete the oldest beyond ``keep_max`` (only once it is written:

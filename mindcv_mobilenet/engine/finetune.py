@@ -1,5 +1,7 @@
 """Fine-tuning controls: folded BatchNorm made trainable, frozen layers, layer-wise learning rates, cached features.
 
+:func:`prepare_finetune` applies the first three to a freshly loaded model.
+
 * ``unfold`` (automatic): weights that arrive with BatchNorm folded into the convolutions get real BatchNorm
   statistics measured on training images before training starts (:func:`~mindcv_mobilenet.models.fuse.unfold_bn`).
 * ``freeze_bn``: every BatchNorm runs in inference mode (moving statistics, gamma and beta fixed), as timm's
@@ -17,12 +19,13 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 from mindspore import Parameter, Tensor, nn
 
-from ..models.fuse import fuse_bn
+from ..config import Config
+from ..models.fuse import folded_pairs, fuse_bn, unfold_bn
 
 _logger = logging.getLogger("mindcv_mobilenet")
 
@@ -119,3 +122,27 @@ def cache_features(model: nn.Cell, batches: Iterator, split: str) -> FeatureCach
     _logger.info("frozen backbone: cached the %d-d features of %d %s images in %.0f s (%.0f img/s)",
                  cache.features.shape[1], len(cache), split, seconds, len(cache) / max(seconds, 1e-9))
     return cache
+
+
+def prepare_finetune(cfg: Config, model: nn.Cell, calibration_images: Callable[[], Iterator]) -> None:
+    """Unfold folded BatchNorm of loaded weights on ``calibration_images()`` (training images, evaluation transform),
+    then apply ``freeze_bn`` / ``freeze_backbone`` to ``model``."""
+    loaded = cfg.pretrained or cfg.ckpt_path
+    if cfg.freeze_backbone and not loaded and not cfg.resume:
+        _logger.warning("warning: freeze_backbone without pretrained or ckpt_path weights trains a classifier on "
+                        "randomly initialised features: expect accuracy near chance")
+    bn_trains = not (cfg.freeze_bn or cfg.freeze_backbone)  # frozen BatchNorm keeps the folded function as it is
+    folded = folded_pairs(model) if loaded and bn_trains and not cfg.resume else []
+    if folded and cfg.bn_calibration_images:
+        _logger.info("%s: %d BatchNorm layers carry folded weights (identity statistics); measuring their inputs on "
+                     "%d training images so that they train (bn_calibration_images: 0 keeps them folded)",
+                     cfg.ckpt_path or "pretrained weights", len(folded), cfg.bn_calibration_images)
+        unfold_bn(model, calibration_images(), cfg.bn_calibration_images)
+    elif folded:
+        _logger.warning("warning: %d BatchNorm layers carry folded weights and bn_calibration_images is 0: training-"
+                        "mode BatchNorm will rescale every layer", len(folded))
+    if cfg.freeze_backbone:
+        _logger.info("freeze_backbone: %d backbone parameters frozen, training the classifier only",
+                     freeze_backbone(model))
+    elif cfg.freeze_bn:
+        _logger.info("freeze_bn: %d BatchNorm layers in inference mode", freeze_batchnorm(model))
