@@ -317,12 +317,14 @@ def bench_int8(args: Config) -> dict:
 
 
 def bench_torch(args: Config) -> dict:
-    """Ours (graph mode) vs PyTorch eager on torchvision's architectures, issue 14's protocol (bench/torch_compare)."""
+    """Ours (graph mode) vs PyTorch eager on the same architectures (torchvision's V2/V3, timm's V4), issue 14's
+    protocol (bench/torch_compare)."""
     from bench.torch_compare import TASKS, THREADS, compare
 
     if not args.torch_python or not os.path.isfile(args.torch_python):
-        raise ConfigError(f"--torch needs --torch_python: the python of a virtualenv with torch and torchvision "
-                          f"(pip install torch==2.13.0+cpu; torchvision==0.28 --no-deps), not {args.torch_python!r}")
+        raise ConfigError(f"--torch needs --torch_python: the python of a virtualenv with torch and torchvision, and "
+                          f"timm for the MobileNetV4 rows (pip install torch==2.13.0+cpu; torchvision==0.28 --no-deps; "
+                          f"timm --no-deps), not {args.torch_python!r}")
     print(f"ours vs PyTorch eager, fp32, batch {args.torch_batch}, {THREADS} threads, fresh process per row; "
           f"{', '.join(f'{task} at {size} px' for task, size in TASKS.items())}; median of {args.torch_repeats} steps "
           "after the first call")
@@ -336,7 +338,7 @@ def _option(name: str, type_, default, help_: str, group: str, **kw) -> Option:
 _DATA, _TRAIN, _INFER = "--data: data pipeline", "--train: training speed", "--infer: inference speed"
 _PROFILE = "--profile: per-operator-type time (bench/opprofile.py)"
 _COMPARE = "--compare: ours vs mindcv, fresh process per row (bench/compare.py)"
-_TORCH = "--torch: ours vs PyTorch eager on torchvision's architectures (bench/torch_compare.py)"
+_TORCH = "--torch: ours vs PyTorch eager on torchvision's and timm's architectures (bench/torch_compare.py)"
 # benchmark.py's own keys, handed to the package's parser (it also takes batch_size and image_resize, alias
 # image_size, from config.OPTIONS); flags are read with '-' as '_', so --data-root is --data_root
 BENCHMARK_OPTIONS = (
@@ -384,9 +386,10 @@ BENCHMARK_OPTIONS = (
     _option("compare_train_batch", int, 32, "training batch (0: no training row)", _COMPARE),
     _option("compare_repeats", int, 3, "timed steps after the first call", _COMPARE),
     _option("torch", str2bool, False, "training at 112 px and inference at 224 px vs PyTorch eager", _TORCH),
-    _option("torch_python", str, None, "python of a virtualenv with torch and torchvision", _TORCH, optional=True),
-    _option("torch_models", str, ["mobilenet_v2_100", "mobilenet_v3_small_100", "mobilenet_v3_large_100"],
-            "models (those torchvision also has)", _TORCH, nargs="+"),
+    _option("torch_python", str, None, "python of a virtualenv with torch, torchvision (and timm)", _TORCH, optional=True),
+    _option("torch_models", str, ["mobilenet_v2_100", "mobilenet_v3_small_100", "mobilenet_v3_large_100",
+                                  "mobilenet_v4_conv_small", "mobilenet_v4_hybrid_medium"],
+            "models (those torchvision or timm also has)", _TORCH, nargs="+"),
     _option("torch_batch", int, 32, "batch", _TORCH),
     _option("torch_repeats", int, 5, "timed steps after the first call", _TORCH),
 )

@@ -1,11 +1,12 @@
-"""This package (MindSpore graph mode) against PyTorch eager running torchvision's same architectures, on the CPU.
+"""This package (MindSpore graph mode) against PyTorch eager running the same architectures (torchvision's for
+V2/V3, timm's for V4), on the CPU.
 
 Issue 14's protocol: fp32, batch 32, 2 threads, a fresh process per row; training at 112 px (forward, backward,
 momentum SGD step), inference at 224 px (BatchNorm folded on our side; ``torch.inference_mode`` on theirs), PyTorch at
 the better of NCHW and channels_last. Each row also says which fraction of the machine's fp32 matrix-multiply peak
 it reaches (2 FLOPs per multiply-add of convolutions and dense layers; a training step counted as 3 forwards).
 PyTorch is optional and runs in its own interpreter (``--torch_python``, a virtualenv with ``torch``/``torchvision``
-CPU wheels), so this package's environment never needs it.
+CPU wheels, and ``timm`` for the MobileNetV4 rows), so this package's environment never needs them.
 
     python -m bench.torch_compare torch '{"name": "mobilenet_v2_100", "task": "train", ...}'   # one row (internal)
 """
@@ -21,11 +22,13 @@ import sys
 from .layout import REPO_ROOT
 from .timing import first_and_median
 
-# our name -> torchvision's constructor of the same architecture (MobileNetV1 has none in torchvision)
-TORCHVISION_NAMES = {
-    "mobilenet_v2_100": "mobilenet_v2",
-    "mobilenet_v3_small_100": "mobilenet_v3_small",
-    "mobilenet_v3_large_100": "mobilenet_v3_large",
+# our name -> (library, its constructor of the same architecture); MobileNetV1 has none in either library
+TORCH_ARCHITECTURES = {
+    "mobilenet_v2_100": ("torchvision", "mobilenet_v2"),
+    "mobilenet_v3_small_100": ("torchvision", "mobilenet_v3_small"),
+    "mobilenet_v3_large_100": ("torchvision", "mobilenet_v3_large"),
+    "mobilenet_v4_conv_small": ("timm", "mobilenetv4_conv_small"),
+    "mobilenet_v4_hybrid_medium": ("timm", "mobilenetv4_hybrid_medium"),
 }
 TASKS = {"train": 112, "infer": 224}  # task -> image size of the protocol
 THREADS = 2
@@ -53,13 +56,23 @@ def _torchvision_models():
         return torchvision.models
 
 
+def _torch_model(name: str):
+    """PyTorch's model of the architecture named ``name`` here (random weights, 1,000 classes)."""
+    library, constructor = TORCH_ARCHITECTURES[name]
+    if library == "timm":
+        import timm
+
+        return timm.create_model(constructor, pretrained=False)
+    return getattr(_torchvision_models(), constructor)()
+
+
 def torch_row(name: str, task: str, image_size: int, batch: int, repeats: int, channels_last: bool) -> dict:
-    """One PyTorch row, measured in this process (which must have torch and torchvision)."""
+    """One PyTorch row, measured in this process (which must have torch and torchvision, and timm for V4)."""
     import torch
 
     torch.set_num_threads(THREADS)
     torch.manual_seed(0)
-    model = getattr(_torchvision_models(), TORCHVISION_NAMES[name])()
+    model = _torch_model(name)
     images = torch.randn(batch, 3, image_size, image_size)
     labels = torch.randint(0, 1000, (batch,))
     if channels_last:
@@ -81,7 +94,7 @@ def torch_row(name: str, task: str, image_size: int, batch: int, repeats: int, c
 
         first, step = first_and_median(train_step, repeats)
     return {"framework": f"torch {torch.__version__}" + (" channels_last" if channels_last else " NCHW"),
-            "model": name, "task": task, "image_size": image_size, "batch": batch, "first_s": first, "step_s": step,
+            "model": name, "source": TORCH_ARCHITECTURES[name][0], "task": task, "image_size": image_size, "batch": batch, "first_s": first, "step_s": step,
             "images_per_s": batch / step, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -160,8 +173,8 @@ def compare(models: list[str], torch_python: str, batch: int = 32, repeats: int 
         log(f"fp32 matmul peak ({peak['size']}x{peak['size']}, {THREADS} threads): {peak_gflops:.1f} GFLOP/s")
     rows = [peak]
     for name in models:
-        if name not in TORCHVISION_NAMES:
-            log(f"{name}: torchvision has no such architecture, skipped")
+        if name not in TORCH_ARCHITECTURES:
+            log(f"{name}: neither torchvision nor timm has this architecture, skipped")
             continue
         for task, image_size in TASKS.items():
             spec = {"name": name, "task": task, "image_size": image_size, "batch": batch, "repeats": repeats}
