@@ -15,7 +15,8 @@ The libraries are built for the CPU they run on (``-march=native``). ``MINDCV_MO
 instruction set, as ``ONEDNN_MAX_CPU_ISA`` caps oneDNN's: ``native`` (the default) or ``avx2`` (``-march=native
 -mno-avx512f``: the CPU's own instructions without AVX-512, what ``-march=native`` gives on an AVX2-only CPU of the
 same family), so that an AVX-512 machine can stand in for an AVX2-only one in benchmarks (``benchmark.py --isa
-avx2``). The cap is part of the cache key and of the library's name (``depthwise_conv-avx2-<key>.so``).
+avx2``). The cap is part of the cache key and of the library's name (``depthwise_conv-avx2-<key>.so``); the kernels
+choose their loop shapes for the vector width they are compiled for (``simd.h``).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ ISA_ENV = "MINDCV_MOBILENET_KERNEL_ISA"
 ISA_FLAGS = {"native": (["-march=native"], []), "avx2": (["-march=native", "-mno-avx512f"], ["-march=haswell"])}
 _SOURCE_DIR = os.path.dirname(os.path.abspath(__file__))
 _BASE_FLAGS = ["-O3", "-std=c++17", "-fopenmp-simd", "-shared", "-fPIC", "-pthread"]
-_HEADERS = ("parallel.h", "activations.h", "aot.h")
+_HEADERS = ("parallel.h", "activations.h", "aot.h", "simd.h")
 # What falls back to MindSpore's stock operators when a library cannot be had (the warning says so).
 USED_FOR = {"depthwise_conv": "depthwise convolutions", "activation": "hard-swish activations",
             "batchnorm": "training-mode BatchNorms", "squeeze_excite": "global pooling and squeeze-excite gates"}
