@@ -6,6 +6,10 @@
                         [--train-modes 0 1] [--mindcv_path /tmp/mindcv/src:/tmp/mcvdeps]
     python benchmark.py --infer [--infer-models PATTERN ...] [--all] [--infer-batch-size 32] [--infer-modes 0 1]
                         [--infer-repeats 5] [--no-mindcv] [--no-onnx] [--int8 CALIB_DIR]
+    python benchmark.py --torch --torch_python ../torchenv/bin/python [--isa avx2]   # and --profile, --compare
+
+``--isa avx2`` runs every mode as on an AVX2-only CPU, approximated on an AVX-512 one (bench/isa.py: oneDNN, ATen,
+MKL and this package's kernels capped at AVX2); the header names the CPU's flags and what each framework uses.
 
 The flags (:data:`BENCHMARK_OPTIONS`) go through the package's one parser (``mindcv_mobilenet.config.parse_args``): a
 wrong flag is one line naming the nearest, ``-`` and ``_`` are the same in flag names, switches take True/False.
@@ -20,6 +24,7 @@ import time
 
 import numpy as np
 
+from bench import isa
 from mindcv_mobilenet.config import Config, Option, parse_args
 from mindcv_mobilenet.utils.errors import ConfigError, DataError, run_cli
 from mindcv_mobilenet.utils.values import str2bool
@@ -263,14 +268,14 @@ def bench_profile(args: Config) -> dict:
     from bench.opprofile import format_profile, profile_model
 
     print(f"per-layer profile, graph mode, batch {args.profile_batch_size}, oneDNN ISA cap "
-          f"{os.environ.get('ONEDNN_MAX_CPU_ISA', '(default)')}; median of {args.profile_repeats}")
+          f"{os.environ.get('ONEDNN_MAX_CPU_ISA', '(default)')}, kernels {args.isa}; median of {args.profile_repeats}")
     results = []
     for name in args.profile_models:
         result = profile_model(name, args.profile_batch_size, args.image_resize, args.profile_repeats,
                                backward=not args.profile_forward_only)
         print(format_profile(result) + "\n", flush=True)
         results.append(result)
-    return {"isa": os.environ.get("ONEDNN_MAX_CPU_ISA", ""), "models": results}
+    return {"isa": os.environ.get("ONEDNN_MAX_CPU_ISA", ""), "kernel_isa": args.isa, "models": results}
 
 
 def bench_compare(args: Config) -> dict:
@@ -281,7 +286,7 @@ def bench_compare(args: Config) -> dict:
           f"{args.compare_train_batch}; median of {args.compare_repeats} steps after the first call")
     print(HEADER.format(infer="inference"))
     rows = compare(args.compare_models, args.compare_variants, args.compare_modes, args.compare_infer_batches,
-                   args.compare_train_batch, args.compare_repeats)
+                   args.compare_train_batch, args.compare_repeats, args.isa)
     table = ratios(rows)
     for entry in table:
         print("  ours/mindcv " + " ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
@@ -328,7 +333,7 @@ def bench_torch(args: Config) -> dict:
     print(f"ours vs PyTorch eager, fp32, batch {args.torch_batch}, {THREADS} threads, fresh process per row; "
           f"{', '.join(f'{task} at {size} px' for task, size in TASKS.items())}; median of {args.torch_repeats} steps "
           "after the first call")
-    return {"rows": compare(args.torch_models, args.torch_python, args.torch_batch, args.torch_repeats)}
+    return {"rows": compare(args.torch_models, args.torch_python, args.torch_batch, args.torch_repeats, args.isa)}
 
 
 def _option(name: str, type_, default, help_: str, group: str, **kw) -> Option:
@@ -336,12 +341,16 @@ def _option(name: str, type_, default, help_: str, group: str, **kw) -> Option:
 
 
 _DATA, _TRAIN, _INFER = "--data: data pipeline", "--train: training speed", "--infer: inference speed"
+_ISA = "instruction sets (bench/isa.py)"
 _PROFILE = "--profile: per-operator-type time (bench/opprofile.py)"
 _COMPARE = "--compare: ours vs mindcv, fresh process per row (bench/compare.py)"
 _TORCH = "--torch: ours vs PyTorch eager on torchvision's and timm's architectures (bench/torch_compare.py)"
 # benchmark.py's own keys, handed to the package's parser (it also takes batch_size and image_resize, alias
 # image_size, from config.OPTIONS); flags are read with '-' as '_', so --data-root is --data_root
 BENCHMARK_OPTIONS = (
+    _option("isa", str, "native", "native: the CPU's own instruction sets; avx2: an AVX2-only CPU approximated on an "
+            "AVX-512 one (oneDNN of both frameworks, PyTorch's ATen and MKL, and this package's kernels capped at "
+            "AVX2), in every mode", _ISA, choices=tuple(isa.ENVIRONMENTS)),
     _option("data", str2bool, False, "data pipeline throughput (decode + augment), training and evaluation, vs mindcv",
             _DATA),
     _option("data_root", str, None, "ImageNet-layout folder (None: the ImageNet-sized copies "
@@ -386,7 +395,8 @@ BENCHMARK_OPTIONS = (
     _option("compare_train_batch", int, 32, "training batch (0: no training row)", _COMPARE),
     _option("compare_repeats", int, 3, "timed steps after the first call", _COMPARE),
     _option("torch", str2bool, False, "training at 112 px and inference at 224 px vs PyTorch eager", _TORCH),
-    _option("torch_python", str, None, "python of a virtualenv with torch, torchvision (and timm)", _TORCH, optional=True),
+    _option("torch_python", str, None, "python of a virtualenv with torch, torchvision (and timm)", _TORCH,
+            optional=True),
     _option("torch_models", str, ["mobilenet_v2_100", "mobilenet_v3_small_100", "mobilenet_v3_large_100",
                                   "mobilenet_v4_conv_small", "mobilenet_v4_hybrid_medium"],
             "models (those torchvision or timm also has)", _TORCH, nargs="+"),
@@ -402,7 +412,10 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [name for name in modes if getattr(args, name)]
     if not chosen:
         raise ConfigError(f"choose a benchmark: {', '.join('--' + m for m in modes)}")
-    results = {name: modes[name](args) for name in chosen}
+    isa.apply(args.isa)  # before MindSpore or any row's process runs a kernel
+    print(isa.header(args.isa), flush=True)
+    results = {"cpu": isa.describe(args.isa)}
+    results.update((name, modes[name](args)) for name in chosen)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=1)

@@ -25,6 +25,7 @@ import sys
 
 import numpy as np
 
+from .isa import ENVIRONMENTS
 from .layout import REPO_ROOT
 from .timing import first_and_median
 
@@ -96,12 +97,13 @@ def worker(variant: str, name: str, mode: str, infer_batches: list[int], train_b
 
 
 def run_row(variant: str, name: str, mode: str, infer_batches: list[int], train_batch: int, repeats: int,
-            timeout: float = 1800) -> dict:
-    """One row in a fresh Python process with the variant's environment."""
+            isa: str = "native", timeout: float = 1800) -> dict:
+    """One row in a fresh Python process with the variant's environment, capped by ``isa``'s (bench/isa.py)."""
     env = dict(os.environ)
     env.pop("ONEDNN_MAX_CPU_ISA", None)
     env.pop("DNNL_MAX_CPU_ISA", None)
     env.update(VARIANTS[variant])
+    env.update(ENVIRONMENTS[isa])
     spec = json.dumps({"variant": variant, "name": name, "mode": mode, "infer_batches": infer_batches,
                        "train_batch": train_batch, "repeats": repeats})
     proc = subprocess.run([sys.executable, "-m", "bench.compare", spec], env=env, cwd=REPO_ROOT,
@@ -113,13 +115,13 @@ def run_row(variant: str, name: str, mode: str, infer_batches: list[int], train_
 
 
 def compare(models: list[str], variants: list[str], modes: list[str], infer_batches: list[int], train_batch: int,
-            repeats: int, log=print) -> list[dict]:
+            repeats: int, isa: str = "native", log=print) -> list[dict]:
     """Every (model, mode, variant) row; variants of one model run back to back so they see the same machine load."""
     rows = []
     for name in models:
         for mode in modes:
             for variant in variants:
-                row = run_row(variant, name, mode, infer_batches, train_batch, repeats)
+                row = run_row(variant, name, mode, infer_batches, train_batch, repeats, isa)
                 rows.append(row)
                 log(format_row(row))
     return rows

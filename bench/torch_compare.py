@@ -6,7 +6,9 @@ momentum SGD step), inference at 224 px (BatchNorm folded on our side; ``torch.i
 the better of NCHW and channels_last. Each row also says which fraction of the machine's fp32 matrix-multiply peak
 it reaches (2 FLOPs per multiply-add of convolutions and dense layers; a training step counted as 3 forwards).
 PyTorch is optional and runs in its own interpreter (``--torch_python``, a virtualenv with ``torch``/``torchvision``
-CPU wheels, and ``timm`` for the MobileNetV4 rows), so this package's environment never needs them.
+CPU wheels, and ``timm`` for the MobileNetV4 rows), so this package's environment never needs them. Each row's
+process gets the instruction-set environment of :mod:`.isa` (``--isa``) and reports what it ran with: PyTorch's ATen
+capability, our kernels' cap.
 
     python -m bench.torch_compare torch '{"name": "mobilenet_v2_100", "task": "train", ...}'   # one row (internal)
 """
@@ -14,7 +16,6 @@ CPU wheels, and ``timm`` for the MobileNetV4 rows), so this package's environmen
 from __future__ import annotations
 
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -94,8 +95,10 @@ def torch_row(name: str, task: str, image_size: int, batch: int, repeats: int, c
 
         first, step = first_and_median(train_step, repeats)
     return {"framework": f"torch {torch.__version__}" + (" channels_last" if channels_last else " NCHW"),
-            "model": name, "source": TORCH_ARCHITECTURES[name][0], "task": task, "image_size": image_size, "batch": batch, "first_s": first, "step_s": step,
-            "images_per_s": batch / step, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "isa": f"ATen {torch.backends.cpu.get_cpu_capability()}", "model": name,
+            "source": TORCH_ARCHITECTURES[name][0], "task": task, "image_size": image_size, "batch": batch,
+            "first_s": first, "step_s": step, "images_per_s": batch / step,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def ours_row(name: str, task: str, image_size: int, batch: int, repeats: int) -> dict:
@@ -104,6 +107,7 @@ def ours_row(name: str, task: str, image_size: int, batch: int, repeats: int) ->
     import numpy as np
     from mindspore import Tensor, nn
 
+    from mindcv_mobilenet.kernels import kernel_isa
     from mindcv_mobilenet.models import create_model
     from mindcv_mobilenet.models.fuse import fuse_bn
     from mindcv_mobilenet.profile import count_macs
@@ -125,8 +129,9 @@ def ours_row(name: str, task: str, image_size: int, batch: int, repeats: int) ->
         step_cell.set_train(True)
         first, step = first_and_median(lambda: step_cell(images, labels).asnumpy(), repeats)
     flops = 2 * macs * batch * (TRAIN_FORWARDS if task == "train" else 1)
-    return {"framework": f"mindspore {ms.__version__} graph", "model": name, "task": task, "image_size": image_size,
-            "batch": batch, "first_s": first, "step_s": step, "images_per_s": batch / step,
+    return {"framework": f"mindspore {ms.__version__} graph", "isa": f"kernels {kernel_isa()}", "model": name,
+            "task": task, "image_size": image_size, "batch": batch, "first_s": first, "step_s": step,
+            "images_per_s": batch / step,
             "gflops_per_s": flops / step / 1e9,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -151,9 +156,11 @@ def matmul_peak(size: int = 2048, repeats: int = 5) -> dict:
             "gflops_per_s": 2 * size**3 / step / 1e9}
 
 
-def run_row(python: str, side: str, spec: dict, timeout: float = 1800) -> dict:
-    """One row in a fresh ``python`` process (``side``: 'ours' or 'torch')."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS))
+def run_row(python: str, side: str, spec: dict, isa: str = "native", timeout: float = 1800) -> dict:
+    """One row in a fresh ``python`` process (``side``: 'ours', 'peak' or 'torch') with ``isa``'s environment."""
+    from .isa import row_environment  # here: the PyTorch interpreter that imports this module has no MindSpore
+
+    env = dict(row_environment(isa, torch=side == "torch"), OMP_NUM_THREADS=str(THREADS))
     proc = subprocess.run([python, "-m", "bench.torch_compare", side, json.dumps(spec)], env=env, cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=timeout)
     for line in proc.stdout.splitlines():
@@ -162,9 +169,10 @@ def run_row(python: str, side: str, spec: dict, timeout: float = 1800) -> dict:
     return {"framework": side, **spec, "error": (proc.stderr or proc.stdout)[-1500:]}
 
 
-def compare(models: list[str], torch_python: str, batch: int = 32, repeats: int = 5, log=print) -> list[dict]:
+def compare(models: list[str], torch_python: str, batch: int = 32, repeats: int = 5, isa: str = "native",
+            log=print) -> list[dict]:
     """For each model and task: our row, then PyTorch NCHW and channels_last, back to back; plus the ratio."""
-    peak = run_row(sys.executable, "peak", {})
+    peak = run_row(sys.executable, "peak", {}, isa)
     if "error" in peak:
         log(f"matmul peak: ERROR {peak['error'][-300:]}")
         peak_gflops = None
@@ -178,10 +186,10 @@ def compare(models: list[str], torch_python: str, batch: int = 32, repeats: int 
             continue
         for task, image_size in TASKS.items():
             spec = {"name": name, "task": task, "image_size": image_size, "batch": batch, "repeats": repeats}
-            ours = run_row(sys.executable, "ours", spec)
+            ours = run_row(sys.executable, "ours", spec, isa)
             if peak_gflops and "error" not in ours:
                 ours["fraction_of_matmul_peak"] = ours["gflops_per_s"] / peak_gflops
-            theirs = [run_row(torch_python, "torch", dict(spec, channels_last=c)) for c in (False, True)]
+            theirs = [run_row(torch_python, "torch", dict(spec, channels_last=c), isa) for c in (False, True)]
             if peak_gflops and "error" not in ours:  # the same architecture: the same FLOPs per image
                 for row in theirs:
                     if "error" not in row:
@@ -203,7 +211,8 @@ def format_row(row: dict) -> str:
         return f"{row['model']:<24} {row['task']:<5} {row['framework']:<28} ERROR {row['error'][-300:]}"
     peak = (f"  {row['gflops_per_s']:5.1f} GFLOP/s = {100 * row['fraction_of_matmul_peak']:4.1f}% of matmul peak"
             if "fraction_of_matmul_peak" in row else "")
-    return (f"{row['model']:<24} {row['task']:<5} {row['framework']:<28} {row['image_size']:>4} px  "
+    return (f"{row['model']:<24} {row['task']:<5} {row['framework']:<28} {row.get('isa', ''):<14} "
+            f"{row['image_size']:>4} px  "
             f"{row['images_per_s']:8.1f} img/s  1st call {row['first_s']:6.1f} s  peak {row['peak_rss_mb']:6.0f} MB"
             + peak)
 

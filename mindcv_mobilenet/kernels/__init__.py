@@ -10,6 +10,13 @@ compiled once per source version (its ``.cc`` and the shared headers), compiler 
 (``$CXX``, ``g++``, ``c++``, ``clang++``). Where none is present, or the build fails, the models use MindSpore's
 stock operators (same results, slower) and one warning says why. ``MINDCV_MOBILENET_NO_CUSTOM_KERNELS=1`` turns the
 kernels off.
+
+The libraries are built for the CPU they run on (``-march=native``). ``MINDCV_MOBILENET_KERNEL_ISA`` caps the
+instruction set, as ``ONEDNN_MAX_CPU_ISA`` caps oneDNN's: ``native`` (the default) or ``avx2`` (``-march=native
+-mno-avx512f``: the CPU's own instructions without AVX-512, what ``-march=native`` gives on an AVX2-only CPU of the
+same family), so that an AVX-512 machine can stand in for an AVX2-only one in benchmarks (``benchmark.py --isa
+avx2``). The cap is part of the cache key and of the library's name (``depthwise_conv-avx2-<key>.so``); the kernels
+choose their loop shapes for the vector width they are compiled for (``simd.h``).
 """
 
 from __future__ import annotations
@@ -27,13 +34,17 @@ import mindspore as ms
 from mindspore import ops
 
 from ..utils.download import default_cache_dir
+from ..utils.errors import ConfigError
 
 _logger = logging.getLogger("mindcv_mobilenet")
 
 OPT_OUT_ENV = "MINDCV_MOBILENET_NO_CUSTOM_KERNELS"
+ISA_ENV = "MINDCV_MOBILENET_KERNEL_ISA"
+# instruction-set cap -> the compiler flags to try, in order (some compilers or CPUs reject -march=native)
+ISA_FLAGS = {"native": (["-march=native"], []), "avx2": (["-march=native", "-mno-avx512f"], ["-march=haswell"])}
 _SOURCE_DIR = os.path.dirname(os.path.abspath(__file__))
 _BASE_FLAGS = ["-O3", "-std=c++17", "-fopenmp-simd", "-shared", "-fPIC", "-pthread"]
-_HEADERS = ("parallel.h", "activations.h", "aot.h")
+_HEADERS = ("parallel.h", "activations.h", "aot.h", "simd.h")
 # What falls back to MindSpore's stock operators when a library cannot be had (the warning says so).
 USED_FOR = {"depthwise_conv": "depthwise convolutions", "activation": "hard-swish activations",
             "batchnorm": "training-mode BatchNorms", "squeeze_excite": "global pooling and squeeze-excite gates"}
@@ -48,6 +59,17 @@ def on_cpu() -> bool:
 def kernels_disabled() -> bool:
     """True when the user turned the custom kernels off (``MINDCV_MOBILENET_NO_CUSTOM_KERNELS``)."""
     return os.environ.get(OPT_OUT_ENV, "").strip() not in ("", "0")
+
+
+def kernel_isa() -> str:
+    """The instruction-set cap of the kernels (``MINDCV_MOBILENET_KERNEL_ISA``, default ``native``); a value that is
+    not one of :data:`ISA_FLAGS` (or ``avx2`` off x86) is a :class:`ConfigError`."""
+    isa = os.environ.get(ISA_ENV, "").strip().lower() or "native"
+    if isa not in ISA_FLAGS:
+        raise ConfigError(f"{ISA_ENV}={os.environ[ISA_ENV]!r}: expected one of {', '.join(ISA_FLAGS)}")
+    if isa != "native" and platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        raise ConfigError(f"{ISA_ENV}={isa} is for x86 CPUs; this one is {platform.machine()}: unset it")
+    return isa
 
 
 def _compiler() -> str | None:
@@ -65,14 +87,15 @@ def _cpu_identity() -> str:
         return platform.processor() or platform.machine()
 
 
-def _compile(compiler: str, source: str, target: str) -> str | None:
-    """Compile ``source`` into ``target`` atomically; returns None on success, else the compiler's first error."""
+def _compile(compiler: str, source: str, target: str, isa: str = "native") -> str | None:
+    """Compile ``source`` into ``target`` atomically for the instruction-set cap ``isa``; returns None on success, else
+    the compiler's first error."""
     os.makedirs(os.path.dirname(target), exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=os.path.dirname(target))
     os.close(fd)
     error = "no output"
     try:
-        for arch in (["-march=native"], []):  # some compilers or CPUs reject -march=native: build generic then
+        for arch in ISA_FLAGS[isa]:
             result = subprocess.run([compiler, *_BASE_FLAGS, *arch, "-o", tmp, source], capture_output=True,
                                     text=True, timeout=300)
             if result.returncode == 0:
@@ -94,21 +117,25 @@ def build(name: str) -> tuple[str | None, str]:
     cannot be (``how`` then says why and what to do)."""
     if kernels_disabled():
         return None, f"turned off by {OPT_OUT_ENV}"
+    isa = kernel_isa()
     source = os.path.join(_SOURCE_DIR, f"{name}.cc")
     compiler = _compiler()
     if compiler is None:
         return None, "no C++ compiler found (g++, c++, clang++ or $CXX): install g++ to speed up CPU training"
-    digest = hashlib.sha256(" ".join([compiler, *_BASE_FLAGS]).encode() + _cpu_identity().encode())
+    flags = [*_BASE_FLAGS, *(flag for arch in ISA_FLAGS[isa] for flag in arch)]
+    digest = hashlib.sha256(" ".join([compiler, *flags]).encode() + _cpu_identity().encode())
     for path in (source, *(os.path.join(_SOURCE_DIR, header) for header in _HEADERS)):
         with open(path, "rb") as f:
             digest.update(f.read())
-    target = os.path.join(default_cache_dir(), "kernels", f"{name}-{digest.hexdigest()[:16]}.so")
+    tag = "" if isa == "native" else f"{isa}-"
+    target = os.path.join(default_cache_dir(), "kernels", f"{name}-{tag}{digest.hexdigest()[:16]}.so")
+    cap = "" if isa == "native" else f", capped at {isa} by {ISA_ENV}"
     if os.path.isfile(target):
-        return target, f"built earlier with {compiler}"
-    error = _compile(compiler, source, target)
+        return target, f"built earlier with {compiler}{cap}"
+    error = _compile(compiler, source, target, isa)
     if error is not None:
-        return None, f"{compiler} could not build {name}.cc ({error})"
-    return target, f"built now with {compiler}"
+        return None, f"{compiler} could not build {name}.cc{cap} ({error})"
+    return target, f"built now with {compiler}{cap}"
 
 
 @functools.cache

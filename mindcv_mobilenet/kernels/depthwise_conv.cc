@@ -20,10 +20,14 @@
 #include <vector>
 
 #include "parallel.h"
+#include "simd.h"
 
 namespace {
 
 using mindcv_kernels::ParallelFor;
+
+// Accumulator width of the weight gradient: one vector register (simd.h).
+constexpr int kLanes = mindcv_kernels::kVectorFloats;
 
 struct Geometry {
   int64_t n, c, h, w;     // input
@@ -57,9 +61,9 @@ Geometry MakeGeometry(const int64_t *in_shape, const int64_t *out_shape, int64_t
 
 // Floats a per-thread plane buffer needs: the padded plane plus the slack that the flattened loops below read past
 // its end (always zero, never used for a kept output).
-constexpr int kLanes = 16;
+constexpr int kSlack = 16;
 
-int64_t PlaneBufferSize(const Geometry &g) { return (g.ph + 2) * g.pw + g.k + kLanes; }
+int64_t PlaneBufferSize(const Geometry &g) { return (g.ph + 2) * g.pw + g.k + kSlack; }
 
 // Copies one input plane into the zero-padded buffer (rows/columns outside the input are zero).
 void PadPlane(const Geometry &g, const float *plane, float *padded) {
@@ -122,7 +126,12 @@ void ForwardPlaneFlat(const Geometry &g, const float *padded, const float *wk, f
 }
 
 // Flattened where the rows are short or the stride is 1 (little of the flattened work is dropped), per row else.
-bool UseFlat(const Geometry &g) { return g.s == 1 || g.ow < kLanes; }
+// Short: under 16 outputs (one AVX-512 vector), with AVX2 too: there a stride-2 row of 8-15 outputs takes one
+// vector and a remainder of up to 7 scalars, about as many steps as the flattened loop's (~2x the outputs, all in
+// 8-wide vectors); counted, not timed, so the choice made for 16 lanes stands.
+constexpr int kShortRow = 16;
+
+bool UseFlat(const Geometry &g) { return g.s == 1 || g.ow < kShortRow; }
 
 // Calls body(K, S) with compile-time K in {3, 5} and S in {1, 2} matching g; false when g has another kernel size.
 template <class Body>
@@ -194,7 +203,7 @@ void BackwardInputPlaneGather(const Geometry &g, const float *dy, const float *w
 // For the forward and the weight gradient the same split did not pay (copying the phases costs what it saves).
 int64_t PhaseBufferSize(const Geometry &g) {
   const int64_t pad = (g.k - 1) / 2, pitch = g.ow + 2 * pad + 2;
-  return 4 * (g.oh + 2 * pad + 3) * pitch + pitch + kLanes;
+  return 4 * (g.oh + 2 * pad + 3) * pitch + pitch + kSlack;
 }
 
 // The input gradient of a padded plane's phase (pr, pc) is a stride-1 sum over dy:
@@ -207,7 +216,7 @@ void BackwardInputPlaneS2Phased(const Geometry &g, const float *dy, const float 
   constexpr int kPad = (K - 1) / 2;
   const int64_t dp = g.ow + 2 * kPad + 2, rows = g.oh + 2 * kPad + 3;
   const int64_t a_count = (g.ph + 1) / 2, length = a_count * dp, plane = (rows - 2 * kPad) * dp;
-  std::fill(padded, padded + rows * dp + K + kLanes, 0.0f);
+  std::fill(padded, padded + rows * dp + K + kSlack, 0.0f);
   for (int64_t oy = 0; oy < g.oh; ++oy) {
     std::memcpy(padded + (oy + kPad) * dp + kPad, dy + oy * g.ow, g.ow * sizeof(float));
   }
@@ -262,7 +271,7 @@ bool WithStride2Kernel(const Geometry &g, const Body &body) {
 }
 
 int64_t ScratchSize(const Geometry &g) {
-  return std::max({PlaneBufferSize(g), (g.h + g.k + 1) * (g.w + g.k - 1) + g.k + kLanes, PhaseBufferSize(g)});
+  return std::max({PlaneBufferSize(g), (g.h + g.k + 1) * (g.w + g.k - 1) + g.k + kSlack, PhaseBufferSize(g)});
 }
 
 void BackwardInputPlane(const Geometry &g, const float *dy, const float *wk, float *padded, float *dx,
@@ -285,71 +294,72 @@ void BackwardInputPlane(const Geometry &g, const float *dy, const float *wk, flo
 }
 
 // dw[ky, kx] += sum_{oy, ox} dy[oy, ox] * padded[oy * S + ky, ox * S + kx]. Each output-gradient element is read once
-// for all K * K taps: the taps' partial sums stay in kLanes-wide accumulators (vector registers) across a whole plane,
-// and are added up here at the end, with the scalar remainder's sums.
+// per pass for all the pass's taps: their partial sums stay in kLanes-wide accumulators (one vector register each)
+// across a whole plane, and are added up at the end with the scalar remainder's sums. A pass takes as many kernel rows
+// as there are registers for (simd.h): all K * K taps with AVX-512 (9 or 25 of 32 registers); with AVX2 (16) all 9
+// taps of a 3 x 3 kernel, and a 5 x 5 one in passes of 2, 2 and 1 rows (10 accumulators each) instead of 25 spilled.
 template <int K>
-void AddLaneSums(const float (&acc)[K * K][kLanes], const float (&tail)[K * K], float *dw) {
-  for (int t = 0; t < K * K; ++t) {
+constexpr int RowsPerPass() {
+  return std::max(1, std::min(K, mindcv_kernels::kAccumulatorRegisters / K));
+}
+
+// One pass: taps of kernel rows [R0, R1) over dy's rows r < rows, columns j < cols (dy at pitch dy_pitch), then the
+// next pass. The flattened form calls it with one row of the whole flattened length. The tap loops are unrolled and
+// the pass is not inlined so that the accumulators are registers: g++ 12 left the 5 x 5 kernel's loop over rows
+// rolled (every tap a load, multiply-add and store, with AVX-512 too), and inside the large caller it kept two of an
+// AVX2 pass's ten accumulators on the stack (objdump).
+template <int K, int S, int R0, int R1>
+[[gnu::noinline]] void WeightTapsPass(const float *dy, int64_t rows, int64_t cols, int64_t dy_pitch, const float *padded, int64_t pw,
+                    float *dw) {
+  constexpr int kTaps = (R1 - R0) * K;
+  float acc[kTaps][kLanes] = {};
+  float tail[kTaps] = {};
+  const int64_t body = cols - cols % kLanes;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *drow = dy + r * dy_pitch;
+    for (int64_t j = 0; j < body; j += kLanes) {
+#pragma GCC unroll 8
+      for (int ky = R0; ky < R1; ++ky) {
+        const float *row = padded + (r * S + ky) * pw + j * S;
+#pragma GCC unroll 8
+        for (int kx = 0; kx < K; ++kx) {
+#pragma omp simd
+          for (int v = 0; v < kLanes; ++v) acc[(ky - R0) * K + kx][v] += drow[j + v] * row[v * S + kx];
+        }
+      }
+    }
+    for (int64_t j = body; j < cols; ++j) {
+      for (int ky = R0; ky < R1; ++ky) {
+        const float *row = padded + (r * S + ky) * pw + j * S;
+        for (int kx = 0; kx < K; ++kx) tail[(ky - R0) * K + kx] += drow[j] * row[kx];
+      }
+    }
+  }
+  for (int t = 0; t < kTaps; ++t) {
     float sum = tail[t];
     for (int v = 0; v < kLanes; ++v) sum += acc[t][v];
-    dw[t] += sum;
+    dw[R0 * K + t] += sum;
+  }
+  if constexpr (R1 < K) {
+    WeightTapsPass<K, S, R1, std::min(K, R1 + RowsPerPass<K>())>(dy, rows, cols, dy_pitch, padded, pw, dw);
   }
 }
 
 template <int K, int S>
 void BackwardWeightPlaneFixed(const Geometry &g, const float *dy, const float *padded, float *dw) {
-  float acc[K * K][kLanes] = {};
-  float tail[K * K] = {};
-  const int64_t body = g.ow - g.ow % kLanes;
-  for (int64_t oy = 0; oy < g.oh; ++oy) {
-    const float *drow = dy + oy * g.ow;
-    for (int64_t ox = 0; ox < body; ox += kLanes) {
-      for (int ky = 0; ky < K; ++ky) {
-        const float *row = padded + (oy * S + ky) * g.pw + ox * S;
-        for (int kx = 0; kx < K; ++kx) {
-#pragma omp simd
-          for (int v = 0; v < kLanes; ++v) acc[ky * K + kx][v] += drow[ox + v] * row[v * S + kx];
-        }
-      }
-    }
-    for (int64_t ox = body; ox < g.ow; ++ox) {
-      for (int ky = 0; ky < K; ++ky) {
-        const float *row = padded + (oy * S + ky) * g.pw + ox * S;
-        for (int kx = 0; kx < K; ++kx) tail[ky * K + kx] += drow[ox] * row[kx];
-      }
-    }
-  }
-  AddLaneSums<K>(acc, tail, dw);
+  WeightTapsPass<K, S, 0, RowsPerPass<K>()>(dy, g.oh, g.ow, g.ow, padded, g.pw, dw);
 }
 
 // The flattened form (see ForwardPlaneFlat): dy copied into rows of the padded pitch with zeros past ow, so the
 // dropped columns contribute nothing.
 template <int K, int S>
 void BackwardWeightPlaneFlat(const Geometry &g, const float *dy, const float *padded, float *dw, float *pitched) {
-  const int64_t length = g.oh * g.pw;
   const int64_t pw = g.pw;
   for (int64_t oy = 0; oy < g.oh; ++oy) {
     std::memcpy(pitched + oy * pw, dy + oy * g.ow, g.ow * sizeof(float));
     std::fill(pitched + oy * pw + g.ow, pitched + (oy + 1) * pw, 0.0f);
   }
-  float acc[K * K][kLanes] = {};
-  const int64_t body = length - length % kLanes;
-  for (int64_t i = 0; i < body; i += kLanes) {
-    for (int ky = 0; ky < K; ++ky) {
-      for (int kx = 0; kx < K; ++kx) {
-        const float *src = padded + S * i + ky * pw + kx;
-#pragma omp simd
-        for (int v = 0; v < kLanes; ++v) acc[ky * K + kx][v] += pitched[i + v] * src[S * v];
-      }
-    }
-  }
-  float tail[K * K] = {};
-  for (int64_t i = body; i < length; ++i) {
-    for (int ky = 0; ky < K; ++ky) {
-      for (int kx = 0; kx < K; ++kx) tail[ky * K + kx] += pitched[i] * padded[S * i + ky * pw + kx];
-    }
-  }
-  AddLaneSums<K>(acc, tail, dw);
+  WeightTapsPass<K, S, 0, RowsPerPass<K>()>(pitched, 1, g.oh * pw, 0, padded, pw, dw);
 }
 
 template <int S>
