@@ -13,10 +13,11 @@ from typing import Any
 
 import mindspore.dataset as ds
 
+from ..constants import RESOURCES_DIR
 from ..utils.download import default_cache_dir
 from ..utils.errors import ConfigError, DataError
 from .cifar10 import ArraySource, load_cifar10
-from .constants import RESOURCES_DIR, dataset_spec
+from .constants import dataset_spec
 from .download import CIFAR10_MD5, CIFAR10_URL, download_cifar10
 from .folder import MANIFEST_USAGE, ImageFileSource, check_root, resolve_split_dir, scan_image_folder
 from .stats import DatasetStats
