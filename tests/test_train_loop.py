@@ -6,7 +6,7 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from mindcv_mobilenet.config import parse_args
+from mindcv_mobilenet.cli import parse_args
 from mindcv_mobilenet.engine.loss_window import LossWindow, NonFiniteLoss
 
 

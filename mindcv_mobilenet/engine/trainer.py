@@ -17,6 +17,7 @@ cause, the last complete checkpoint and the ``--resume`` command that continues 
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import json
@@ -32,20 +33,27 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn
 
-from ..config import RUN_CONFIG_FILE, Config, program
+from ..constants import program
 from ..data import create_dataset, create_loader, save_class_names
-from ..data.dataset import DataSource, load_source
+from ..data.dataset import DataSource, dataset_for_data_dir, load_source
 from ..data.loader import loader_steps
 from ..data.preprocessing import resolve_data_config
-from ..models import create_model
+from ..models import create_model, get_model_config
 from ..models.input_norm import NormalizedInput
 from ..runtime import jit_forward, set_mode
 from ..utils.errors import UserError, WriteError
 from ..utils.fileio import appending, make_folder
 from ..utils.logs import setup_logging
 from .amp import apply_amp
-from .checkpoint_manager import CheckpointManager, TrainState, restore_training_checkpoint, training_checkpoint
-from .distributed import DistInfo, Reducer, init_distributed
+from .checkpoint_manager import (
+    RUN_CONFIG_FILE,
+    CheckpointManager,
+    TrainState,
+    restore_training_checkpoint,
+    training_checkpoint,
+    write_run_config,
+)
+from .distributed import DistInfo, Reducer, init_distributed, launched_ranks
 from .ema import EMA
 from .finetune import FeatureCache, HeadOnFeatures, cache_features, freeze_backbone, freeze_batchnorm, layer_lr_scales
 from .loss import create_loss
@@ -71,7 +79,7 @@ def seed_everything(seed: int) -> None:
     ms.dataset.config.set_seed(seed)
 
 
-def _augmentation(cfg: Config) -> dict:
+def _augmentation(cfg: argparse.Namespace) -> dict:
     """The recipe's training augmentation keys (preprocessing itself is the data config's)."""
     return {"auto_augment": cfg.auto_augment, "scale": tuple(cfg.scale), "ratio": tuple(cfg.ratio),
             "hflip": cfg.hflip, "vflip": cfg.vflip, "color_jitter": cfg.color_jitter, "re_prob": cfg.re_prob,
@@ -79,7 +87,7 @@ def _augmentation(cfg: Config) -> dict:
             "re_max_attempts": cfg.re_max_attempts}
 
 
-def build_loader(cfg: Config, split: str, training: bool, info: DistInfo, num_classes: int | None = None,
+def build_loader(cfg: argparse.Namespace, split: str, training: bool, info: DistInfo, num_classes: int | None = None,
                  data_source: DataSource | None = None, host_normalized: bool = False):
     """The batched pipeline of ``split`` for this rank (its shard), from the recipe's data and augmentation keys.
 
@@ -95,7 +103,8 @@ def build_loader(cfg: Config, split: str, training: bool, info: DistInfo, num_cl
         download=cfg.dataset_download, data_source=data_source,
     )
     num_classes = num_classes or dataset.info.num_classes
-    transform = resolve_data_config(cfg).transforms(training, **(_augmentation(cfg) if training else {}))
+    settings = resolve_data_config(cfg, get_model_config(cfg.model))
+    transform = settings.transforms(training, **(_augmentation(cfg) if training else {}))
     loader = create_loader(
         dataset, batch_size=cfg.batch_size, drop_remainder=training and cfg.drop_remainder, is_training=training,
         mixup=cfg.mixup if training else 0.0, cutmix=cfg.cutmix if training else 0.0,
@@ -147,7 +156,7 @@ class _DebugDump:
                      **{p.name: p.asnumpy() for p in model.get_parameters()})
 
 
-def train(cfg: Config) -> dict:
+def train(cfg: argparse.Namespace) -> dict:
     """Train as ``cfg`` says; return a summary (best/last Top-1, checkpoint paths, per-step losses)."""
     if tensorboard_dir(cfg):
         require_tensorboardx()  # before anything starts: one line naming the package
@@ -176,7 +185,7 @@ def train(cfg: Config) -> dict:
 class TrainingRun:
     """Everything one run trains with, built once by :func:`build_run` and used by the epoch loop."""
 
-    cfg: Config
+    cfg: argparse.Namespace
     info: DistInfo
     model: nn.Cell  # the weights that are saved
     network: nn.Cell  # what the step runs: the model, or it behind input normalisation / on cached features
@@ -207,7 +216,7 @@ class TrainingRun:
         return self.step_cell.state() | ({"ema_updates": self.ema.updates} if self.ema is not None else {})
 
 
-def _train(cfg: Config, info: DistInfo, run_dir: str, manager: CheckpointManager) -> dict:
+def _train(cfg: argparse.Namespace, info: DistInfo, run_dir: str, manager: CheckpointManager) -> dict:
     log = RunLog(os.path.join(run_dir, METRICS_FILE), info.is_main)
     monitor = RunMonitor(run_dir, tensorboard_dir(cfg), info.is_main, title=f"{cfg.model}: {run_dir}")
     try:
@@ -216,12 +225,13 @@ def _train(cfg: Config, info: DistInfo, run_dir: str, manager: CheckpointManager
         monitor.close()
 
 
-def _train_epochs(cfg: Config, info: DistInfo, run_dir: str, manager: CheckpointManager, log: RunLog,
+def _train_epochs(cfg: argparse.Namespace, info: DistInfo, run_dir: str, manager: CheckpointManager, log: RunLog,
                   monitor: RunMonitor) -> dict:
-    for key, value in resolve_data_config(cfg).as_settings().items():
+    settings = resolve_data_config(cfg, get_model_config(cfg.model), default_dataset=dataset_for_data_dir(cfg.data_dir))
+    for key, value in settings.as_settings().items():
         setattr(cfg, key, value)  # config.yaml records the preprocessing used; validate/infer read it from there
     if info.is_main:
-        cfg.save(os.path.join(run_dir, RUN_CONFIG_FILE))
+        write_run_config(vars(cfg), os.path.join(run_dir, RUN_CONFIG_FILE))
         _logger.info("config:\n%s", cfg)
     run = build_run(cfg, info, log, manager)
     if info.is_main:
@@ -252,7 +262,7 @@ def _train_epochs(cfg: Config, info: DistInfo, run_dir: str, manager: Checkpoint
     return _finish(run, last_val, time.time() - log.start)
 
 
-def build_run(cfg: Config, info: DistInfo, log: RunLog, manager: CheckpointManager) -> TrainingRun:
+def build_run(cfg: argparse.Namespace, info: DistInfo, log: RunLog, manager: CheckpointManager) -> TrainingRun:
     """Data, model (weights loaded, fine-tuning applied), optimizer, step cell and resumed state."""
     seed_everything(cfg.seed)
     # scanned once: each epoch builds a new pipeline (reseeded shuffle) on this source
@@ -448,7 +458,7 @@ def _finish(run: TrainingRun, last_val: dict | None, total: float) -> dict:
     return summary
 
 
-def _prepare_finetune(cfg: Config, model: nn.Cell, num_classes: int, train_source) -> None:
+def _prepare_finetune(cfg: argparse.Namespace, model: nn.Cell, num_classes: int, train_source) -> None:
     """Unfold folded BatchNorm from training images, then apply ``freeze_bn`` / ``freeze_backbone``."""
     from ..models.fuse import folded_pairs, unfold_bn
 
@@ -504,7 +514,7 @@ def _lr_at(lrs: np.ndarray, step: int) -> float:
     return float(lrs[min(step, len(lrs) - 1)])
 
 
-def _what_is_kept(cfg: Config, manager: CheckpointManager) -> str:
+def _what_is_kept(cfg: argparse.Namespace, manager: CheckpointManager) -> str:
     """After a failed write: the last complete checkpoint and the command that continues from it."""
     kept = manager.last_complete()
     if kept is None:
@@ -514,7 +524,7 @@ def _what_is_kept(cfg: Config, manager: CheckpointManager) -> str:
         return f"the last complete checkpoint is {kept}: continue with your command and --resume {shlex.quote(kept)}"
     # the run's resolved options; its ckpt_path (initial weights) would conflict with --resume
     keep_out = " --ckpt_path ''" if getattr(cfg, "ckpt_path", "") else ""
-    launcher = " (under the same msrun/mpirun launch)" if cfg.distribute else ""
+    launcher = " (under the same msrun/mpirun launch)" if cfg.distribute or launched_ranks() > 1 else ""
     return (f"the last complete checkpoint is {kept}: continue with python {program('train')} -c "
             f"{shlex.quote(run_config)}{keep_out} --resume {shlex.quote(kept)}{launcher}")
 
