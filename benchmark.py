@@ -11,7 +11,7 @@
 ``--isa avx2`` runs every mode as on an AVX2-only CPU, approximated on an AVX-512 one (bench/isa.py: oneDNN, ATen,
 MKL and this package's kernels capped at AVX2); the header names the CPU's flags and what each framework uses.
 
-The flags (:data:`BENCHMARK_OPTIONS`) go through the package's one parser (``mindcv_mobilenet.config.parse_args``): a
+The flags (:data:`BENCHMARK_OPTIONS`) go through the package's one parser (``mindcv_mobilenet.cli.parse_args``): a
 wrong flag is one line naming the nearest, ``-`` and ``_`` are the same in flag names, switches take True/False.
 """
 
@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 from bench import isa
-from mindcv_mobilenet.config import Config, Option, parse_args
+from mindcv_mobilenet.cli import Config, Option, parse_args
 from mindcv_mobilenet.utils.errors import ConfigError, DataError, run_cli
 from mindcv_mobilenet.utils.values import str2bool
 from tools.make_imagenet_sized import DEFAULT_DST as IMAGENET_SIZED_DIR
@@ -300,18 +300,18 @@ def bench_int8(args: Config) -> dict:
     from types import SimpleNamespace
 
     from bench.speed import int8_speedup
-    from mindcv_mobilenet.config import OPTIONS_BY_NAME
+    from mindcv_mobilenet.cli import OPTIONS_BY_NAME
     from mindcv_mobilenet.data.preprocessing import resolve_data_config
     from mindcv_mobilenet.inference.calibration import from_folder
-    from mindcv_mobilenet.models import create_model, list_models
+    from mindcv_mobilenet.models import create_model, get_model_config, list_models
 
     print(f"ONNX Runtime fp32 vs int8 (QDQ, per-channel weights), batch {args.infer_batch_size}, {os.cpu_count()} "
           f"CPU(s); median of {args.infer_repeats} calls after one")
     rows = []
     for name in dict.fromkeys(m for p in args.infer_models for m in list_models(p)):
-        keys = SimpleNamespace(model=name, dataset="imagenet", image_resize=args.infer_image_size, crop_pct=None,
+        keys = SimpleNamespace(dataset="imagenet", image_resize=args.infer_image_size, crop_pct=None,
                                interpolation=None, mean=None, std=None)
-        settings = resolve_data_config(keys)
+        settings = resolve_data_config(keys, get_model_config(name))
         calibration = from_folder(args.int8, settings, OPTIONS_BY_NAME["calib_images"].default)
         row = int8_speedup(create_model(name), name, calibration, settings.image_size, args.infer_batch_size,
                            args.infer_repeats)

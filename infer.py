@@ -12,7 +12,7 @@ from mindcv_mobilenet.utils.errors import run_cli
 
 
 def main() -> int:
-    from mindcv_mobilenet.config import parse_args
+    from mindcv_mobilenet.cli import parse_args
     from mindcv_mobilenet.inference.infer import run_inference
     from mindcv_mobilenet.inference.loading import use_run_checkpoint
 

@@ -8,7 +8,7 @@ on the CIFAR-10 images shipped in the package; under a minute on two cores). Dat
 
 from __future__ import annotations
 
-from mindcv_mobilenet.config import parse_args
+from mindcv_mobilenet.cli import parse_args
 from mindcv_mobilenet.utils.errors import run_cli
 
 

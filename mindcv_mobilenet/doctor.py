@@ -21,7 +21,8 @@ import subprocess
 import sys
 import sysconfig
 
-from .config import DEVICES, parse_args
+from .cli import parse_args
+from .cli.options import DEVICES
 from .utils.errors import run_cli
 
 # soname needed by libmindspore_gpu.so.11.x -> the PyPI package that ships it (None: the NVIDIA driver)

@@ -11,7 +11,8 @@ import os
 
 import yaml
 
-from .config import RUN_CONFIG_FILE, parse_args
+from .cli import parse_args
+from .engine.checkpoint_manager import RUN_CONFIG_FILE
 from .engine.monitor import CURVES_FILE, METRICS_FILE, SUMMARY_FILE, read_metrics, write_summary_csv
 from .utils.errors import DataError, UserError, run_cli
 from .utils.plot import draw_curves, matplotlib_missing

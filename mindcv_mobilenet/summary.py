@@ -5,7 +5,7 @@ Usage: ``python -m mindcv_mobilenet.summary [--pattern 'mobilenet_v3*'] [--markd
 
 from __future__ import annotations
 
-from .config import parse_args
+from .cli import parse_args
 from .models import create_model, get_model_config, list_models
 from .profile import count_macs, count_params
 from .utils.errors import run_cli

@@ -28,9 +28,12 @@ from helpers import (
 )
 
 import mindcv_mobilenet as mm
-from mindcv_mobilenet.compat import FOREIGN_KEYS
-from mindcv_mobilenet.config import OPTIONS, OPTIONS_BY_NAME, launched_rank, launched_ranks, load_yaml, parse_args
+from mindcv_mobilenet.cli import OPTIONS, OPTIONS_BY_NAME, load_yaml, parse_args
+from mindcv_mobilenet.cli.foreign import FOREIGN_KEYS
+from mindcv_mobilenet.data.dataset import dataset_for_data_dir
 from mindcv_mobilenet.data.preprocessing import resolve_data_config
+from mindcv_mobilenet.engine.distributed import launched_rank, launched_ranks, wants_data_parallel
+from mindcv_mobilenet.inference.loading import training_run_config
 from mindcv_mobilenet.utils.errors import ConfigError
 
 SHORT = ["--mode", "1", "--num_samples", "4", "--batch_size", "2"]
@@ -39,7 +42,8 @@ SHORT = ["--mode", "1", "--num_samples", "4", "--batch_size", "2"]
 def _validate(argv: list[str]):
     """(config, evaluation settings) as validate.py resolves them."""
     cfg = parse_args("validate", argv)
-    return cfg, resolve_data_config(cfg)
+    return cfg, resolve_data_config(cfg, mm.get_model_config(cfg.model), training_run_config(cfg),
+                                    default_dataset=dataset_for_data_dir(cfg.data_dir))
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +78,8 @@ def test_model_zoo_v2_train(imagenet_dir, tmp_path):
     command = ["--arch", "mobilenetv2", "--alpha", "1.0", "--resize", "224", "--data_url", str(imagenet_dir)]
     cfg = parse_args("train", command)
     assert (cfg.model, cfg.image_resize, cfg.data_dir, cfg.dataset) == (
-        "mobilenet_v2_100_224", 224, str(imagenet_dir), "imagenet")
+        "mobilenet_v2_100_224", 224, str(imagenet_dir), None)
+    assert dataset_for_data_dir(cfg.data_dir) == "imagenet"  # what the unset data set means for that folder
     proc = run_script("train.py", *command, *SHORT, "--epoch_size", "1", "--ckpt_save_dir", str(tmp_path / "run"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     saved = _run_config(tmp_path / "run")
@@ -97,7 +102,8 @@ def test_model_zoo_v3_train(imagenet_dir, tmp_path):
     command = ["--model", "mobilenet_v3_small", "--data_url", str(imagenet_dir), "--epoch_size", "120"]
     cfg = parse_args("train", command)
     assert (cfg.model, cfg.epoch_size, cfg.data_dir, cfg.dataset) == (
-        "mobilenet_v3_small_100", 120, str(imagenet_dir), "imagenet")
+        "mobilenet_v3_small_100", 120, str(imagenet_dir), None)
+    assert dataset_for_data_dir(cfg.data_dir) == "imagenet"
     assert "mobilenet_v3_small" not in mm.list_models()
     proc = run_script("train.py", *command, *SHORT, "--epoch_size", "1", "--ckpt_save_dir", str(tmp_path / "run"))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -285,15 +291,20 @@ def test_aliases_resolve_with_one_info_line_and_are_not_listed(caplog, monkeypat
 
 
 def test_several_ranks_mean_data_parallel_unless_told(monkeypatch, capsys):
+    """The parser leaves an unset distribute None; the engine decides (several ranks started: data parallel), with one
+    note. Notes, the parser's and the engine's, come from rank 0 only: once per launch."""
     monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "8")
     monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "0")
     assert (launched_ranks(), launched_rank()) == (8, 0)
-    assert parse_args("train", ["--arch", "mobilenetv2"]).distribute is True
-    assert "started as 8 ranks and distribute unset: distribute True" in capsys.readouterr().err
+    cfg = parse_args("train", ["--model", "mobilenet_v3_small"])
+    assert cfg.distribute is None and "note: model mobilenet_v3_small is" in capsys.readouterr().err
+    assert wants_data_parallel(cfg.distribute) is True
+    assert "note: started as 8 ranks and distribute unset: distribute True (data parallel)" in capsys.readouterr().err
     assert parse_args("train", ["--run_distribute", "False"]).distribute is False
+    assert wants_data_parallel(False) is False and wants_data_parallel(None, {}) is False
     monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "3")
-    parse_args("train", ["--arch", "mobilenetv2"])
-    assert capsys.readouterr().err == ""  # notes once per launch, from rank 0
+    assert wants_data_parallel(parse_args("train", ["--model", "mobilenet_v3_small"]).distribute) is True
+    assert capsys.readouterr().err == ""
 
 
 def test_every_foreign_key_has_a_target_of_this_project():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 import shlex
@@ -13,9 +14,12 @@ import pytest
 import yaml
 from helpers import REPO_ROOT
 
-from mindcv_mobilenet.config import KINDS, OPTIONS_BY_NAME, Option, load_yaml, parse_args, str2bool
-from mindcv_mobilenet.models import list_models
+from mindcv_mobilenet.cli import KINDS, OPTIONS_BY_NAME, Option, load_yaml, parse_args
+from mindcv_mobilenet.constants import program
+from mindcv_mobilenet.engine.checkpoint_manager import write_run_config
+from mindcv_mobilenet.models import get_model_config, list_models
 from mindcv_mobilenet.utils.errors import ConfigError
+from mindcv_mobilenet.utils.values import str2bool
 
 CONFIGS = sorted(glob.glob(os.path.join(REPO_ROOT, "configs", "**", "*.yaml"), recursive=True))
 DEMO = os.path.join(REPO_ROOT, "configs", "demo", "tf_mobilenet_v1_025_finetune.yaml")
@@ -113,23 +117,27 @@ def test_extra_script_options():
 
 def test_saved_config_loads_back(tmp_path):
     cfg = parse_args("train", ["--lr", "0.123", "--scale", "0.3", "1.0", "--color_jitter", "0.4"])
-    path = cfg.save(str(tmp_path / "config.yaml"))
+    path = write_run_config(vars(cfg), str(tmp_path / "config.yaml"))
     again = parse_args("train", ["-c", path])
     assert {k: v for k, v in vars(again).items() if k != "config"} == {
         k: v for k, v in vars(cfg).items() if k != "config"}
 
 
 def test_no_arguments_is_the_cpu_demo():
-    from mindcv_mobilenet.config import PREPROCESSING_KEYS
-    from mindcv_mobilenet.data.preprocessing import resolve_data_config
+    from mindcv_mobilenet.data.dataset import dataset_for_data_dir
+    from mindcv_mobilenet.data.preprocessing import PREPROCESSING_KEYS, resolve_data_config
 
     default_cfg, demo_cfg = parse_args("train", []), parse_args("train", ["-c", DEMO])
     defaults, demo = vars(default_cfg), vars(demo_cfg)
     skip = {"config", *PREPROCESSING_KEYS}  # unset in the defaults ("the data set's"), spelled out in the recipe
     assert {k: v for k, v in demo.items() if k not in skip} == {k: v for k, v in defaults.items() if k not in skip}
-    assert resolve_data_config(demo_cfg) == resolve_data_config(default_cfg)
-    assert resolve_data_config(default_cfg).image_size == 96
-    assert defaults["dataset"] == "cifar10_demo" and not defaults["distribute"] and defaults["pretrained"]
+
+    def resolved(cfg):  # as the trainer resolves them
+        return resolve_data_config(cfg, get_model_config(cfg.model), default_dataset=dataset_for_data_dir(cfg.data_dir))
+
+    assert resolved(demo_cfg) == resolved(default_cfg)
+    assert resolved(default_cfg).image_size == 96 and resolved(default_cfg).dataset == "cifar10_demo"
+    assert defaults["dataset"] is None and defaults["distribute"] is None and defaults["pretrained"]
     # the packaged weights are the default only for the built-in model: another model starts from scratch
     assert not parse_args("train", ["--model", "mobilenet_v2_035"]).pretrained
     assert parse_args("train", ["--epoch_size", "1"]).pretrained
@@ -244,8 +252,6 @@ def test_other_scripts_check_like_train():
 @pytest.mark.parametrize("kind, flag", [("export", "--file_format"), ("convert", "--skip_padding_check"),
                                         ("summary", "--markdown"), ("doctor", "--ld_library_path")])
 def test_help_of_every_script(kind, flag, capsys):
-    from mindcv_mobilenet.config import program
-
     with pytest.raises(SystemExit) as done:
         parse_args(kind, ["--help"])
     out = capsys.readouterr().out
@@ -320,3 +326,54 @@ def test_every_documented_command_parses(monkeypatch, tmp_path):
             parse_args(kind, argv, extra=BENCHMARK_OPTIONS if kind == "benchmark" else ())
         except ConfigError as err:
             pytest.fail(f"{doc}: {kind} {' '.join(argv)}: {err}")
+
+
+_PARSE_AND_RECORD = """
+import json, os, sys
+from mindcv_mobilenet.cli import parse_args
+
+parse_args("validate", ["--model", "mobilenet_v1_025"])  # once untraced: every lazy import is done
+seen = []
+
+def record(event, args):
+    if event in ("open", "os.listdir", "os.scandir") and isinstance(args[0], (str, bytes, os.PathLike)):
+        seen.append([event, os.fsdecode(args[0])])
+
+real_stat = os.stat
+
+def traced_stat(path, *args, **kwargs):
+    if isinstance(path, (str, bytes, os.PathLike)):
+        seen.append(["stat", os.fsdecode(path)])
+    return real_stat(path, *args, **kwargs)
+
+sys.addaudithook(record)
+os.stat = traced_stat  # os.path.isfile/isdir/exists go through it (no audit event of their own)
+for kind, argv in json.loads(sys.argv[1]):
+    parse_args(kind, argv)
+print("SEEN " + json.dumps(seen))
+"""
+
+
+def test_parsing_reads_only_the_config_file(tmp_path):
+    """The parser only parses: given a -c file, a checkpoint in a run folder with its config.yaml and a data_dir of
+    CIFAR-10 batch files, the -c file is the one file it opens or looks at (in a fresh interpreter, traced by an audit
+    hook and os.stat). The run's preprocessing and the data set are decided later, by their owners."""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("model: mobilenet_v1_025\nbatch_size: 4\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("dataset: cifar10_demo\nimage_resize: 48\n")
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("data_batch_1.bin", "test_batch.bin"):
+        (data / name).write_bytes(b"")
+    common = ["-c", str(recipe), "--ckpt_path", str(run / "m.ckpt")]
+    calls = [["train", common + ["--data_dir", str(data)]], ["validate", common + ["--data_dir", str(data)]],
+             ["infer", common + ["--image_path", str(tmp_path / "a.jpg")]], ["export", common]]
+    proc = subprocess.run([sys.executable, "-c", _PARSE_AND_RECORD, json.dumps(calls)], capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seen = json.loads(proc.stdout.split("SEEN ", 1)[1])
+    opened = {path for event, path in seen if event == "open"}
+    looked_at = {path for _, path in seen if path.startswith(str(tmp_path))}
+    assert opened == looked_at == {str(recipe)}

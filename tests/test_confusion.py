@@ -74,7 +74,7 @@ def test_most_confused_pairs_are_printed_by_name():
 
 
 def test_picture_and_table_paths(tmp_path):
-    from mindcv_mobilenet.config import parse_args
+    from mindcv_mobilenet.cli import parse_args
 
     def paths(*argv, classes=10):
         return class_report_paths(parse_args("validate", list(argv)), classes)
@@ -88,7 +88,7 @@ def test_picture_and_table_paths(tmp_path):
 
 
 def test_validate_writes_the_picture_and_table_beside_output(tmp_path, capsys):
-    from mindcv_mobilenet.config import parse_args
+    from mindcv_mobilenet.cli import parse_args
     from mindcv_mobilenet.inference.validate import run_validation
 
     ckpt = random_checkpoint(tmp_path, "mobilenet_v1_025", 10, seed=3)

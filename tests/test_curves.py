@@ -14,7 +14,7 @@ import sys
 import pytest
 from helpers import REPO_ROOT, assert_one_line_error
 
-from mindcv_mobilenet.config import parse_args
+from mindcv_mobilenet.cli import parse_args
 from mindcv_mobilenet.engine import monitor as monitor_module
 from mindcv_mobilenet.engine.monitor import (
     SUMMARY_COLUMNS,

@@ -8,7 +8,8 @@ from helpers import iterate
 from mindspore.dataset import transforms as T
 from mindspore.dataset import vision
 
-from mindcv_mobilenet.data import IMAGENET_DEFAULT_MEAN, Mixup, create_dataset, create_loader, create_transforms
+from mindcv_mobilenet.constants import IMAGENET_DEFAULT_MEAN
+from mindcv_mobilenet.data import Mixup, create_dataset, create_loader, create_transforms
 from mindcv_mobilenet.utils.errors import ConfigError
 
 RNG = np.random.default_rng(0)

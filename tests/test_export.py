@@ -139,23 +139,29 @@ def test_cli_errors_are_one_line(v1_ckpt, tmp_path):
 def test_export_takes_the_training_runs_resolution(tmp_path):
     """export.py asks the one preprocessing resolver, as validate/infer do: a fine-tuned checkpoint with its run's
     config.yaml beside it is exported at the run's resolution; the command line wins; without a run, the model's."""
-    from mindcv_mobilenet.config import parse_args
+    from mindcv_mobilenet.cli import parse_args
     from mindcv_mobilenet.data.preprocessing import resolve_data_config
+    from mindcv_mobilenet.engine.checkpoint_manager import write_run_config
     from mindcv_mobilenet.inference.export import run_export
+    from mindcv_mobilenet.inference.loading import training_run_config
+    from mindcv_mobilenet.models import get_model_config
+
+    def resolved(cfg):  # as export.py resolves them
+        return resolve_data_config(cfg, get_model_config(cfg.model), training_run_config(cfg), for_files=True)
 
     ckpt = random_checkpoint(tmp_path, "mobilenet_v1_025", 10, seed=3)
     run_config = ckpt.parent / "config.yaml"
-    parse_args("train", ["--model", "mobilenet_v1_025", "--dataset", "cifar10_demo", "--image_resize", "48"]).save(
-        str(run_config))
+    write_run_config(vars(parse_args("train", ["--model", "mobilenet_v1_025", "--dataset", "cifar10_demo",
+                                               "--image_resize", "48"])), str(run_config))
     argv = ["--model", "mobilenet_v1_025", "--ckpt_path", str(ckpt), "--file_format", "ONNX", "--no_check",
             "--output", str(tmp_path / "out")]
     cfg = parse_args("export", argv)
-    assert (cfg.dataset, cfg.image_resize) == ("cifar10_demo", 48)
+    assert (resolved(cfg).dataset, resolved(cfg).image_size) == ("cifar10_demo", 48)
     (result,) = run_export(cfg)
     assert result.input_shape == [None, 3, 48, 48] and os.path.isfile(tmp_path / "out.onnx")  # any batch
-    assert parse_args("export", argv + ["--image_size", "40"]).image_resize == 40  # the old spelling, and it wins
+    assert resolved(parse_args("export", argv + ["--image_size", "40"])).image_size == 40  # the old spelling wins
     run_config.unlink()
-    assert resolve_data_config(parse_args("export", argv)).image_size == 224
+    assert resolved(parse_args("export", argv)).image_size == 224
 
 
 # ---------------------------------------------------------------- ONNX Runtime backend

@@ -9,7 +9,7 @@ from helpers import converted_mnv2, imagenet_samples, randomize
 from mindspore import Tensor, nn
 from reference import reference_preprocess
 
-from mindcv_mobilenet.config import parse_args
+from mindcv_mobilenet.cli import parse_args
 from mindcv_mobilenet.engine.finetune import (
     FeatureCache,
     HeadOnFeatures,

@@ -152,19 +152,25 @@ def test_class_list_of_wrong_length_is_one_line(tmp_path, fruit_ckpt, photos):
 
 def test_training_run_preprocessing_is_adopted(tmp_path):
     """A checkpoint in a train.py run folder: its config.yaml decides data set recipe and resolution when unset."""
-    from mindcv_mobilenet.config import parse_args
+    from mindcv_mobilenet.cli import parse_args
     from mindcv_mobilenet.data.preprocessing import resolve_data_config
+    from mindcv_mobilenet.inference.loading import training_run_config
+    from mindcv_mobilenet.models import get_model_config
+
+    def resolved(cfg):  # as infer.py resolves them
+        return resolve_data_config(cfg, get_model_config(cfg.model), training_run_config(cfg), for_files=True)
 
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text("dataset: cifar10_demo\nimage_resize: 48\nlr: 0.1\nmodel: mobilenet_v1_025\n")
     ckpt = str(run / "m.ckpt")
     cfg = parse_args("infer", ["--model", "mobilenet_v1_025", "--ckpt_path", ckpt, "--image_path", "a.jpg"])
-    settings = resolve_data_config(cfg, for_files=True)
+    settings = resolved(cfg)
     assert (settings.dataset, settings.image_size, settings.crop_pct) == ("cifar10_demo", 48, 1.0)
+    assert (cfg.dataset, cfg.image_resize) == (None, None)  # the resolver writes nothing back
     cfg = parse_args("infer", ["--model", "mobilenet_v1_025", "--ckpt_path", ckpt, "--image_path", "a.jpg",
                                "--image_resize", "96"])
-    assert resolve_data_config(cfg, for_files=True).image_size == 96  # the command line wins
+    assert resolved(cfg).image_size == 96  # the command line wins
     # the CIFAR recipe at 48 px, applied to a real-size photo: shorter-side resize + center crop to 48x48
     from mindcv_mobilenet.inference.preprocess import FilePreprocessor
 

@@ -9,7 +9,7 @@ import pytest
 from helpers import iterate
 from mindspore import nn
 
-from mindcv_mobilenet.config import parse_args
+from mindcv_mobilenet.cli import parse_args
 from mindcv_mobilenet.data import create_dataset, create_loader, create_transforms
 from mindcv_mobilenet.engine.trainer import train
 from mindcv_mobilenet.models import create_model

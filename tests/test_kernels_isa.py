@@ -270,7 +270,7 @@ def test_benchmark_isa_switch_caps_every_row_of_both_frameworks(monkeypatch):
     rows do not inherit the oneDNN cap that importing this package puts into the benchmark's environment."""
     from bench import isa
     from benchmark import BENCHMARK_OPTIONS
-    from mindcv_mobilenet.config import parse_args
+    from mindcv_mobilenet.cli import parse_args
 
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # what `import mindcv_mobilenet` sets
     for torch in (False, True):

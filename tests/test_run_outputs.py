@@ -23,7 +23,7 @@ import sys
 import pytest
 from helpers import REPO_ROOT, assert_one_line_error, run_script, write_good_class
 
-from mindcv_mobilenet.config import parse_args
+from mindcv_mobilenet.cli import parse_args
 from mindcv_mobilenet.data.cifar10 import CLASS_NAMES as CIFAR10_CLASS_NAMES
 from mindcv_mobilenet.engine.checkpoint_manager import run_checkpoint
 from mindcv_mobilenet.utils.errors import WriteError
@@ -182,12 +182,23 @@ def test_run_checkpoint_is_the_best_else_the_newest_periodic(tmp_path):
 @pytest.mark.parametrize("kind", ["validate", "infer", "export"])
 def test_no_weights_named_means_the_runs_checkpoint_with_its_preprocessing(kind, tmp_path, monkeypatch, capsys):
     """The run's checkpoint is taken as if given with --ckpt_path: its config.yaml decides the data set (over the
-    parser's guess) and resolution; keys given on the command line win; --pretrained or --ckpt_path are kept."""
-    from mindcv_mobilenet.inference.loading import use_run_checkpoint
+    data set's default (what data_dir holds, or photos) and resolution; keys given on the command line win;
+    --pretrained or --ckpt_path are kept."""
+    from mindcv_mobilenet.data.dataset import dataset_for_data_dir
+    from mindcv_mobilenet.data.preprocessing import resolve_data_config
+    from mindcv_mobilenet.engine.checkpoint_manager import write_run_config
+    from mindcv_mobilenet.inference.loading import training_run_config, use_run_checkpoint
+    from mindcv_mobilenet.models import get_model_config
+
+    def resolved(cfg) -> tuple[str, int]:  # as the scripts resolve them
+        files = kind != "validate"
+        settings = resolve_data_config(cfg, get_model_config(cfg.model), training_run_config(cfg), for_files=files,
+                                       default_dataset="imagenet" if files else dataset_for_data_dir(cfg.data_dir))
+        return settings.dataset, settings.image_size
 
     monkeypatch.chdir(tmp_path)
-    parse_args("train", ["--model", MODEL, "--dataset", "cifar10_demo", "--image_resize", "48"]).save(
-        "ckpt/config.yaml")
+    write_run_config(vars(parse_args("train", ["--model", MODEL, "--dataset", "cifar10_demo", "--image_resize", "48"])),
+                     "ckpt/config.yaml")
     (tmp_path / "ckpt" / f"{MODEL}_best.ckpt").write_bytes(b"")
     argv = ["--model", MODEL] + (["--image_path", "a.jpg"] if kind == "infer" else [])
     explicit = parse_args(kind, argv + ["--ckpt_path", os.path.join("ckpt", f"{MODEL}_best.ckpt")])
@@ -196,10 +207,11 @@ def test_no_weights_named_means_the_runs_checkpoint_with_its_preprocessing(kind,
     assert use_run_checkpoint(cfg) == os.path.join(".", "ckpt", f"{MODEL}_best.ckpt") == cfg.ckpt_path
     notes = capsys.readouterr().err.splitlines()
     assert notes[0].startswith(f"note: no --ckpt_path or --pretrained: using ./ckpt/{MODEL}_best.ckpt")
-    assert (cfg.dataset, cfg.image_resize) == (explicit.dataset, explicit.image_resize) == ("cifar10_demo", 48)
+    assert resolved(cfg) == resolved(explicit) == ("cifar10_demo", 48)
+    assert capsys.readouterr().err.startswith(f"note: preprocessing from the training run's {tmp_path}")
     cfg = parse_args(kind, argv + ["--dataset", "imagenet", "--image_resize", "40"])
     use_run_checkpoint(cfg)
-    assert (cfg.dataset, cfg.image_resize) == ("imagenet", 40)
+    assert resolved(cfg) == ("imagenet", 40)
     cfg = parse_args(kind, argv + ["--pretrained"])
     assert use_run_checkpoint(cfg) is None and cfg.ckpt_path == ""
     recipe = tmp_path / "recipe.yaml"

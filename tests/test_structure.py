@@ -1,5 +1,19 @@
 """The package's imports, read from its source (a small AST pass, nothing imported): no module imports itself back
-through others, so values flow one way and every module can be read without the ones that use it."""
+through others, and no module imports a layer above its own, so values flow one way and every module can be read
+without the ones that use it.
+
+The layers, lowest first (:data:`LAYERS`; a module may import its own layer and those below):
+
+1. ``constants`` (version, resources, ImageNet statistics, script names), ``utils``
+2. ``runtime``, ``kernels``, ``profile``: how MindSpore runs here, our own CPU kernels, counting MACs
+3. ``models``: networks and their default configs; they know nothing of data sets, recipes or command lines
+4. ``data``: data sets, transforms, loaders and the preprocessing resolver (the model's config comes in as an argument)
+5. ``engine``: training, checkpoints and run folders, data parallel and the launchers' environment
+6. ``inference``: loading for evaluation, validation, prediction, export
+7. ``cli``: the option table and the parser; it only parses, and hands plain values down
+8. the commands: the package root (its public names), ``convert``, ``summary``, ``doctor``, ``plot``, ``launch``
+   (and, outside the package, ``train.py``, ``validate.py``, ``infer.py``, ``export.py``, ``benchmark.py``)
+"""
 
 from __future__ import annotations
 
@@ -90,6 +104,52 @@ def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
         if v not in index:
             connect(v)
     return cycles
+
+
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("constants", "utils"),
+    ("runtime", "kernels", "profile"),
+    ("models",),
+    ("data",),
+    ("engine",),
+    ("inference",),
+    ("cli",),
+    ("", "convert", "summary", "doctor", "plot", "launch"),  # "": the package root, mindcv_mobilenet/__init__.py
+)
+
+
+def layer_of(module: str) -> int | None:
+    """The index in :data:`LAYERS` of ``mindcv_mobilenet.<first part>...``; None when no layer names it."""
+    parts = module.split(".")
+    top = parts[1] if len(parts) > 1 else ""
+    return next((i for i, names in enumerate(LAYERS) if top in names), None)
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """``importer -> imported`` for every import of a module in a higher layer, and every module in no layer."""
+    found = [f"{m} is in no layer" for m in sorted(graph) if layer_of(m) is None]
+    for module in sorted(graph):
+        own = layer_of(module)
+        for imported in sorted(graph[module]):
+            above = layer_of(imported)
+            if own is not None and above is not None and above > own:
+                found.append(f"{module} -> {imported}")
+    return found
+
+
+def test_no_module_imports_a_layer_above_its_own():
+    assert upward_imports(import_graph()) == []
+
+
+def test_upward_imports_are_found():
+    package = "mindcv_mobilenet"
+    graph = {f"{package}.models.registry": {f"{package}.data.constants", f"{package}.utils.errors"},
+             f"{package}.data.constants": set(), f"{package}.utils.errors": set(), f"{package}.somewhere": set(),
+             f"{package}.inference.loading": {f"{package}.cli.parser", f"{package}.engine.distributed"},
+             f"{package}.cli.parser": set(), f"{package}.engine.distributed": set(), package: {f"{package}.cli"}}
+    assert upward_imports(graph) == [f"{package}.somewhere is in no layer",
+                                     f"{package}.inference.loading -> {package}.cli.parser",
+                                     f"{package}.models.registry -> {package}.data.constants"]
 
 
 def test_no_import_cycles():

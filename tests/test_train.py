@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from helpers import REPO_ROOT
 
-from mindcv_mobilenet.config import parse_args
+from mindcv_mobilenet.cli import parse_args
 from mindcv_mobilenet.engine.loss import CrossEntropySmooth
 from mindcv_mobilenet.engine.trainer import TrainingError, train
 from mindcv_mobilenet.models import create_model

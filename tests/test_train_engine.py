@@ -14,11 +14,11 @@ from mindspore import Tensor, nn, ops
 
 from mindcv_mobilenet.engine.amp import apply_amp
 from mindcv_mobilenet.engine.checkpoint_manager import CheckpointManager
-from mindcv_mobilenet.engine.distributed import DistInfo, Reducer, launcher
+from mindcv_mobilenet.engine.distributed import DistInfo, Reducer, launcher, mpi_world
 from mindcv_mobilenet.engine.ema import EMA
 from mindcv_mobilenet.engine.loss import CrossEntropySmooth
 from mindcv_mobilenet.engine.metrics import evaluate, topk_correct
-from mindcv_mobilenet.engine.mpi_cluster import choose_scheduler_address, join_cluster_under_mpirun, mpi_world
+from mindcv_mobilenet.engine.mpi_cluster import choose_scheduler_address, join_cluster_under_mpirun
 from mindcv_mobilenet.engine.optim import create_optimizer, param_groups
 from mindcv_mobilenet.engine.scheduler import create_scheduler
 from mindcv_mobilenet.engine.train_step import TrainStep
@@ -308,7 +308,7 @@ def test_a_rank_under_mpirun_joins_as_msrun_would_set_it(monkeypatch):
     env = {"OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_LOCAL_SIZE": "2",
            "MS_SCHED_HOST": "127.0.0.1", "MS_SCHED_PORT": "18118"}
     monkeypatch.setattr(os, "environ", env)  # what it sets must not reach later tests (MS_ROLE means msrun to them)
-    assert join_cluster_under_mpirun() == ("127.0.0.1", 18118)
+    assert join_cluster_under_mpirun(*mpi_world()) == ("127.0.0.1", 18118)
     assert {k: os.environ[k] for k in ("MS_WORKER_NUM", "MS_SCHED_HOST", "MS_SCHED_PORT", "MS_ROLE", "MS_NODE_ID",
                                         "RANK_ID")} == {
         "MS_WORKER_NUM": "2", "MS_SCHED_HOST": "127.0.0.1", "MS_SCHED_PORT": "18118", "MS_ROLE": "MS_WORKER",

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from mindcv_mobilenet.config import parse_args
+from mindcv_mobilenet.cli import parse_args
 from mindcv_mobilenet.data.constants import CIFAR10_MEAN, CIFAR10_STD
 from mindcv_mobilenet.engine.loss_window import LossWindow, NonFiniteLoss
 

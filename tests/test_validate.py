@@ -137,10 +137,12 @@ def _validate_in_process(cfg, loaded, info=None) -> dict:
     from mindcv_mobilenet.data.preprocessing import resolve_data_config
     from mindcv_mobilenet.engine.distributed import DistInfo, Reducer
     from mindcv_mobilenet.inference.validate import eval_dataset, validate_loaded
+    from mindcv_mobilenet.models import get_model_config
 
     info = info or DistInfo()
-    settings = resolve_data_config(cfg)
-    return validate_loaded(cfg, loaded, settings, eval_dataset(cfg, info), info, Reducer(DistInfo()))
+    settings = resolve_data_config(cfg, get_model_config(cfg.model))
+    return validate_loaded(cfg, loaded, settings, eval_dataset(cfg, settings.dataset, info), info,
+                           Reducer(DistInfo()))
 
 
 def test_partial_last_batch_is_counted(cifar_model):

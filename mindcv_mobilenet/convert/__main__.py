@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ..config import parse_args
+from ..cli import parse_args
 from ..utils.errors import run_cli
 from . import PADDING_WARNING, convert_file, measure_padding_gap
 from . import __doc__ as _PACKAGE_DOC

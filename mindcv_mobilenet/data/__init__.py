@@ -1,15 +1,7 @@
 """Data pipeline: data sets (ImageNet, class folders, CIFAR-10, a packaged CIFAR-10 demo), transforms, loaders."""
 
 from .class_names import load_class_names, save_class_names
-from .constants import (
-    DATASET_NAMES,
-    DATASETS,
-    DEFAULT_CROP_PCT,
-    IMAGENET_DEFAULT_MEAN,
-    IMAGENET_DEFAULT_STD,
-    DatasetSpec,
-    dataset_spec,
-)
+from .constants import DATASET_NAMES, DATASETS, DatasetSpec, dataset_spec
 from .dataset import create_dataset
 from .download import CIFAR10_MD5, CIFAR10_URL, download_cifar10, safe_extract
 from .loader import create_loader
@@ -24,9 +16,6 @@ __all__ = [
     "DATASETS",
     "DatasetSpec",
     "dataset_spec",
-    "DEFAULT_CROP_PCT",
-    "IMAGENET_DEFAULT_MEAN",
-    "IMAGENET_DEFAULT_STD",
     "DatasetStats",
     "Mixup",
     "create_dataset",

@@ -1,21 +1,17 @@
-"""Constants shared by the data modules: the data sets this suite reads (:data:`DATASETS`), normalisation statistics,
-image extensions and where the packaged resources are (the repository around the package is not its business: tests
-and tools know where ``../shared`` is).
+"""Constants shared by the data modules: the data sets this suite reads (:data:`DATASETS`), CIFAR-10's statistics
+and image extensions. ImageNet's statistics, the default crop and where the packaged resources are belong to the whole
+package (:mod:`mindcv_mobilenet.constants`: the models use them too); the repository around the package is not its
+business (tests and tools know where ``../shared`` is).
 
-Every mean/std in the suite (recipes, model configs, transforms) is on the 0..255 pixel scale, mindcv's convention,
-so Normalize needs no separate Rescale.
+Every mean/std in the suite is on the 0..255 pixel scale, mindcv's convention, so Normalize needs no separate Rescale.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from ..utils.errors import ConfigError
 
-DEFAULT_CROP_PCT = 0.875
-IMAGENET_DEFAULT_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
-IMAGENET_DEFAULT_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 CIFAR10_MEAN = (0.4914 * 255, 0.4822 * 255, 0.4465 * 255)
 CIFAR10_STD = (0.2023 * 255, 0.1994 * 255, 0.2010 * 255)
 
@@ -63,6 +59,4 @@ def dataset_spec(name: str) -> DatasetSpec:
 
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
-
-RESOURCES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "resources")
 

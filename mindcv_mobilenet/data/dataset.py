@@ -13,16 +13,25 @@ from typing import Any
 
 import mindspore.dataset as ds
 
+from ..constants import RESOURCES_DIR
 from ..utils.download import default_cache_dir
 from ..utils.errors import ConfigError, DataError
-from .cifar10 import ArraySource, load_cifar10
-from .constants import RESOURCES_DIR, dataset_spec
+from .cifar10 import ArraySource, find_cifar_dir, load_cifar10
+from .constants import DEMO_DATASET, dataset_spec
 from .download import CIFAR10_MD5, CIFAR10_URL, download_cifar10
 from .folder import MANIFEST_USAGE, ImageFileSource, check_root, resolve_split_dir, scan_image_folder
 from .stats import DatasetStats
 
 CIFAR10_DEMO_DIR = os.path.join(RESOURCES_DIR, "cifar10_demo")
 EXTRA_OPTIONS = ("python_multiprocessing", "exact_shards", "url", "md5", "file_md5s")
+
+
+def dataset_for_data_dir(data_dir: str) -> str:
+    """What an unset ``dataset`` means for ``data_dir``: CIFAR-10 when it holds the batch files, a folder in ImageNet
+    layout for any other folder, and the packaged demo without one (``''``)."""
+    if not data_dir:
+        return DEMO_DATASET
+    return "cifar10" if find_cifar_dir(os.path.abspath(data_dir)) else "imagenet"
 
 
 def default_workers() -> int:

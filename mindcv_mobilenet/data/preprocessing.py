@@ -5,17 +5,29 @@ The recipe's keys (``image_resize``, ``crop_pct``, ``interpolation``, ``mean``, 
 they mean "the model's" for photos of any size (ImageNet-style folders, image files): a published model is only as
 accurate as its inputs match its training (224 px, crop 0.875, bilinear, ImageNet statistics for most of these, TF's
 [-1, 1] for the ``tf_`` ones). CIFAR-10 has its own defaults (:data:`~.constants.DATASETS`: 96 px, CIFAR statistics,
-no crop). validate/infer/export first fill unset keys from the training run's ``config.yaml`` (the config parser
-does that), so a fine-tuned model is evaluated the way it was trained.
+no crop). validate/infer/export hand in the training run's ``config.yaml`` of a checkpoint (``run_config``, read by
+:func:`mindcv_mobilenet.inference.loading.training_run_config`): it fills the keys the recipe leaves unset, so a
+fine-tuned model is evaluated the way it was trained.
+
+As timm's, the resolver is a function of its arguments: it reads no file and writes nothing back into ``args``; the
+model's defaults come in as ``model`` (:func:`mindcv_mobilenet.models.get_model_config`), and what an unset data set
+means for a folder on disk is the caller's to ask (:func:`~.dataset.dataset_for_data_dir`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .constants import dataset_spec
 from .transforms import create_transforms
+
+if TYPE_CHECKING:
+    from ..models.registry import ModelConfig
+
+# how images are prepared: unset (None), they mean the training run's, else the data set's, else the model's
+PREPROCESSING_KEYS = ("dataset", "image_resize", "crop_pct", "interpolation", "mean", "std")
 
 
 @dataclass(frozen=True)
@@ -54,25 +66,35 @@ class DataConfig:
         return f"{self.dataset} transforms at {self.image_size} px, crop_pct {crop}, {self.interpolation}"
 
 
-def resolve_data_config(cfg: Any, for_files: bool = False) -> DataConfig:
-    """The data config of ``cfg.model`` on ``cfg.dataset``: ``cfg``'s keys where set, else the data set's defaults,
-    else the model's. A key ``cfg`` does not have (a script that does not take it) counts as unset.
+def from_training_run(args: Any, run_config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The preprocessing keys a training run's ``config.yaml`` (``run_config``) supplies: those it sets and ``args``
+    leaves unset (None; a key ``args`` does not have counts as unset)."""
+    if not run_config:
+        return {}
+    return {k: run_config[k] for k in PREPROCESSING_KEYS
+            if getattr(args, k, None) is None and run_config.get(k) is not None}
 
+
+def resolve_data_config(args: Any, model: ModelConfig, run_config: Mapping[str, Any] | None = None,
+                        for_files: bool = False, default_dataset: str = "imagenet") -> DataConfig:
+    """The data config of ``model`` (its default config) for ``args``: ``args``' keys where set, else the training
+    run's (``run_config``: its ``config.yaml`` values), else the data set's defaults, else the model's.
+
+    ``default_dataset``: what a data set unset in both means: for data on disk, what ``data_dir`` holds
+    (:func:`~.dataset.dataset_for_data_dir`: train, validate); ImageNet-style photos otherwise (infer, export).
     ``for_files``: images of any size (inference on files): CIFAR models get a shorter-side resize + center crop to
     their resolution instead of the plain resize CIFAR's own 32 px images need.
     """
-    from ..models import get_model_config  # the models import the data constants: resolve the cycle lazily
-
-    model = get_model_config(cfg.model)
-    spec = dataset_spec(cfg.dataset)
-    crop_pct, interpolation, mean, std = (getattr(cfg, k, None) for k in ("crop_pct", "interpolation", "mean", "std"))
+    values = {k: getattr(args, k, None) for k in PREPROCESSING_KEYS} | from_training_run(args, run_config)
+    spec = dataset_spec(values["dataset"] or default_dataset)
+    crop_pct, interpolation, mean, std = (values[k] for k in ("crop_pct", "interpolation", "mean", "std"))
     if crop_pct is None and spec.is_folder:
         crop_pct = model.crop_pct
     if crop_pct is None and for_files:
         crop_pct = 1.0
     return DataConfig(
         dataset=spec.name,
-        image_size=int(cfg.image_resize or spec.image_size or model.image_size),
+        image_size=int(values["image_resize"] or spec.image_size or model.image_size),
         crop_pct=crop_pct,
         interpolation=interpolation or model.interpolation,
         mean=tuple(mean or spec.mean or model.mean),

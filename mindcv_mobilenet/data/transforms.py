@@ -13,16 +13,10 @@ from typing import Sequence, Union
 from mindspore.dataset import vision
 from mindspore.dataset.vision import Inter
 
+from ..constants import DEFAULT_CROP_PCT, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from ..utils.errors import ConfigError
 from .auto_augment import auto_augment_ops
-from .constants import (
-    CIFAR10_MEAN,
-    CIFAR10_STD,
-    DEFAULT_CROP_PCT,
-    IMAGENET_DEFAULT_MEAN,
-    IMAGENET_DEFAULT_STD,
-    dataset_spec,
-)
+from .constants import CIFAR10_MEAN, CIFAR10_STD, dataset_spec
 from .decode import decode_image
 
 INTERPOLATIONS = {

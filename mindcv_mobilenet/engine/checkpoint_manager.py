@@ -6,9 +6,11 @@ slots and ``global_step`` (``train_state.opt.<name>``), the loss scale, the epoc
 epoch and the best Top-1 so far. Resuming reads all of it from the file's contents, never from its name.
 
 Files: ``<model>-<epoch>_<step>.ckpt`` every ``ckpt_save_interval`` epochs and after the last (the last
-``keep_checkpoint_max`` kept), ``<model>_best.ckpt`` (highest validation Top-1, never pruned). All writes are atomic.
-The names are made and read here only: :func:`run_checkpoint` is the checkpoint validate/infer/export take from a run
-folder, :meth:`CheckpointManager.resume_hint` the one a stopped run continues from.
+``keep_checkpoint_max`` kept), ``<model>_best.ckpt`` (highest validation Top-1, never pruned), beside the run's
+resolved options (:data:`RUN_CONFIG_FILE`, :func:`write_run_config`). All writes are atomic. The names are made and
+read here only: :func:`run_checkpoint` is the checkpoint validate/infer/export take from a run folder,
+:func:`run_config_path` the options of the run that wrote a checkpoint, :meth:`CheckpointManager.resume_hint` the
+checkpoint a stopped run continues from.
 """
 
 from __future__ import annotations
@@ -17,19 +19,24 @@ import logging
 import os
 import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import yaml
 from mindspore import Parameter, Tensor, nn
 
 from ..utils.checkpoint import load_model_weights, read_checkpoint, save_checkpoint
-from ..utils.errors import CheckpointError
+from ..utils.errors import CheckpointError, ConfigError
+from ..utils.fileio import atomic_path
 from .ema import EMA, EMA_PREFIX
 
 _logger = logging.getLogger("mindcv_mobilenet")
 
 STATE_PREFIX = "train_state."
 OPT_PREFIX = STATE_PREFIX + "opt."
+RUN_CONFIG_FILE = "config.yaml"  # a run folder's resolved options: train.py -c <it> runs it again
 
 
 @dataclass(frozen=True)
@@ -129,6 +136,34 @@ def run_checkpoint(save_dir: str, prefix: str) -> str | None:
         return best
     periodic = periodic_checkpoints(save_dir, prefix)
     return periodic[-1] if periodic else None
+
+
+def run_config_path(ckpt_path: str) -> str:
+    """Where the options of the run that wrote ``ckpt_path`` are: the ``config.yaml`` beside it."""
+    return os.path.join(os.path.dirname(os.path.abspath(ckpt_path)), RUN_CONFIG_FILE)
+
+
+def write_run_config(values: Mapping[str, Any], path: str) -> str:
+    """Write a run's resolved options as YAML, atomically (``config``, the recipe's own path, left out); the file loads
+    back with ``-c``."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write("# resolved configuration of this run; rerun with: -c " + os.path.basename(path) + "\n")
+        yaml.safe_dump({k: v for k, v in values.items() if k != "config"}, f, sort_keys=False,
+                       default_flow_style=None)
+    return path
+
+
+def read_run_config(path: str) -> dict[str, Any]:
+    """The options a run's ``config.yaml`` holds (as :func:`write_run_config` wrote them); a file that is not YAML
+    ``key: value`` lines is a ConfigError."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"not a readable YAML file: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"must hold 'key: value' lines, not a {type(data).__name__}")
+    return data
 
 
 class CheckpointManager:

@@ -1,13 +1,19 @@
-"""Data parallel: start MindSpore's collectives, know the rank, sum numbers and average BatchNorm over ranks.
+"""Data parallel: read how the process was launched, start MindSpore's collectives, know the rank, sum numbers and
+average BatchNorm over ranks.
 
 Launchers: ``msrun`` (every backend) and ``mpirun``. On GPU/Ascend ``mpirun`` is MindSpore's own path; on CPU the
 collectives need the scheduler process msrun would start, which rank 0 starts instead (``engine/mpi_cluster.py``).
+This module is the one reader of the launchers' environment (:func:`launcher`, :func:`launched_ranks`,
+:func:`launched_rank`, :func:`mpi_world`): they are read before MindSpore starts its collectives, so the command
+line's notes are printed once per launch and an unset ``distribute`` can mean "the ranks that were started".
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import mindspore as ms
@@ -15,7 +21,7 @@ import numpy as np
 from mindspore import Tensor, nn, ops
 
 from ..utils.errors import ConfigError
-from .mpi_cluster import join_cluster_under_mpirun, mpi_world
+from .mpi_cluster import join_cluster_under_mpirun
 
 _logger = logging.getLogger("mindcv_mobilenet")
 
@@ -38,7 +44,7 @@ class DistInfo:
         return self.size > 1
 
 
-def launcher(env: dict | None = None) -> str:
+def launcher(env: Mapping[str, str] | None = None) -> str:
     """'msrun', 'mpirun' or '' from the environment the process was started in."""
     env = os.environ if env is None else env
     if "MS_ROLE" in env:  # msrun sets it (with MS_SCHED_HOST/PORT, which mpirun users may set themselves)
@@ -48,23 +54,60 @@ def launcher(env: dict | None = None) -> str:
     return ""
 
 
-def init_distributed(distribute: bool) -> DistInfo:
-    """Start collectives and data parallel (averaged gradients) when asked and launched by msrun/mpirun.
+def _launch_env(keys: Sequence[str], default: int, env: Mapping[str, str] | None) -> int:
+    env = os.environ if env is None else env
+    return next((int(env[k]) for k in keys if env.get(k, "").isdigit()), default)
+
+
+def launched_ranks(env: Mapping[str, str] | None = None) -> int:
+    """How many ranks msrun/mpirun started (1 when started alone), read before MindSpore starts its collectives."""
+    return _launch_env(("MS_WORKER_NUM", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE"), 1, env)
+
+
+def launched_rank(env: Mapping[str, str] | None = None) -> int:
+    """This process's rank as msrun/mpirun set it (0 when started alone)."""
+    return _launch_env(("RANK_ID", "OMPI_COMM_WORLD_RANK", "PMI_RANK"), 0, env)
+
+
+def mpi_world(env: Mapping[str, str] | None = None) -> tuple[int, int] | None:
+    """(rank, size) when started by Open MPI's mpirun, else None."""
+    env = os.environ if env is None else env
+    if "OMPI_COMM_WORLD_SIZE" not in env:
+        return None
+    return int(env.get("OMPI_COMM_WORLD_RANK", "0")), int(env["OMPI_COMM_WORLD_SIZE"])
+
+
+def wants_data_parallel(distribute: bool | None, env: Mapping[str, str] | None = None) -> bool:
+    """``distribute`` as given; unset (None), True when msrun/mpirun started several ranks (``mpirun -n 8 python
+    train.py ...``), with one note from rank 0."""
+    if distribute is not None:
+        return distribute
+    ranks = launched_ranks(env)
+    if ranks > 1 and launched_rank(env) == 0:
+        print(f"note: started as {ranks} ranks and distribute unset: distribute True (data parallel)",
+              file=sys.stderr, flush=True)
+    return ranks > 1
+
+
+def init_distributed(distribute: bool | None) -> DistInfo:
+    """Start collectives and data parallel (averaged gradients) when asked (:func:`wants_data_parallel`) and launched
+    by msrun/mpirun.
 
     ``distribute: True`` in a process started alone (``python train.py -c <8-device recipe>``) trains on this one
     device with a warning, rather than hanging in ``init()``.
     """
-    if not distribute:
+    if not wants_data_parallel(distribute):
         return DistInfo()
     found = launcher()
     if not found:
         _logger.warning("distribute: True but not started by msrun/mpirun: running on one device")
         return DistInfo()
     if found == "mpirun" and ms.get_context("device_target") == "CPU":
-        if mpi_world() is None:
+        world = mpi_world()
+        if world is None:
             raise ConfigError("mpirun on CPU needs Open MPI (OMPI_COMM_WORLD_* variables); with another MPI use "
                               "msrun --worker_num=N --local_worker_num=N --join=True train.py ...")
-        join_cluster_under_mpirun()
+        join_cluster_under_mpirun(*world)
     from mindspore.communication import get_group_size, get_rank, init
 
     init()

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import re
 import time
@@ -24,7 +25,6 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 from mindspore import Parameter, Tensor, nn
 
-from ..config import Config
 from ..models.fuse import folded_pairs, fuse_bn, unfold_bn
 
 _logger = logging.getLogger("mindcv_mobilenet")
@@ -124,7 +124,7 @@ def cache_features(model: nn.Cell, batches: Iterator, split: str) -> FeatureCach
     return cache
 
 
-def prepare_finetune(cfg: Config, model: nn.Cell, calibration_images: Callable[[], Iterator]) -> None:
+def prepare_finetune(cfg: argparse.Namespace, model: nn.Cell, calibration_images: Callable[[], Iterator]) -> None:
     """Unfold folded BatchNorm of loaded weights on ``calibration_images()`` (training images, evaluation transform),
     then apply ``freeze_bn`` / ``freeze_backbone`` to ``model``."""
     loaded = cfg.pretrained or cfg.ckpt_path

@@ -2,7 +2,8 @@
 
 MindSpore's dynamic cluster is configured by environment variables (``MS_WORKER_NUM``, ``MS_SCHED_HOST``,
 ``MS_SCHED_PORT``, ``MS_ROLE``, ``MS_NODE_ID``) plus one scheduler process; that is all msrun does. Under Open MPI
-every rank knows its rank and the world size (``OMPI_COMM_WORLD_RANK``/``_SIZE``), rank 0 starts the scheduler, and
+every rank knows its rank and the world size (``OMPI_COMM_WORLD_RANK``/``_SIZE``, read by
+:func:`~.distributed.mpi_world` with the other launchers' variables), rank 0 starts the scheduler, and
 every rank joins as a worker. The scheduler's address and port are rank 0's to choose (a free port by default, the
 loopback address when every rank is on one host, else rank 0's address on the route to the host mpirun runs on);
 the other ranks learn them from one ``MPI_Bcast`` through Open MPI's own ``libmpi`` (ctypes, so no mpi4py), which
@@ -29,14 +30,6 @@ from ..utils.errors import ConfigError
 
 SCHEDULER_GRACE_S = 20  # how long the scheduler outlives rank 0 at most (the others' clean exit takes ~1 s)
 _ADDRESS_BYTES = 256
-
-
-def mpi_world(env: Mapping[str, str] | None = None) -> tuple[int, int] | None:
-    """(rank, size) when started by Open MPI's mpirun, else None."""
-    env = os.environ if env is None else env
-    if "OMPI_COMM_WORLD_SIZE" not in env:
-        return None
-    return int(env.get("OMPI_COMM_WORLD_RANK", "0")), int(env["OMPI_COMM_WORLD_SIZE"])
 
 
 def _all_ranks_local(env: Mapping[str, str]) -> bool:
@@ -118,15 +111,12 @@ def _start_scheduler(host: str, port: int, size: int) -> subprocess.Popen:
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
 
 
-def join_cluster_under_mpirun(env: Mapping[str, str] | None = None) -> tuple[str, int]:
-    """Set this rank's MindSpore cluster variables (rank 0 first starts the scheduler); returns its address.
+def join_cluster_under_mpirun(rank: int, size: int, env: Mapping[str, str] | None = None) -> tuple[str, int]:
+    """Set the MindSpore cluster variables of ``rank`` of ``size`` (Open MPI's world, as
+    :func:`~.distributed.mpi_world` reads it; rank 0 first starts the scheduler); returns the scheduler's address.
 
     Call before ``mindspore.communication.init()``; every rank must call it (it is a collective).
     """
-    world = mpi_world(env)
-    if world is None:
-        raise ConfigError("not started by Open MPI's mpirun (no OMPI_COMM_WORLD_SIZE)")
-    rank, size = world
     env = os.environ if env is None else env
     preset = env.get("MS_SCHED_HOST") and env.get("MS_SCHED_PORT", "").isdigit()
     host, port = choose_scheduler_address(env) if rank == 0 or preset else ("", 0)

@@ -6,6 +6,7 @@ Building it reads the options and changes nothing in them: the resolved preproce
 
 from __future__ import annotations
 
+import argparse
 import logging
 import random
 from dataclasses import dataclass, replace
@@ -14,7 +15,6 @@ import mindspore as ms
 import numpy as np
 from mindspore import Parameter, nn
 
-from ..config import Config
 from ..data.preprocessing import DataConfig
 from ..models import create_model
 from ..models.input_norm import NormalizedInput
@@ -56,7 +56,7 @@ def use_sink_mode(requested: bool) -> bool:
 class TrainingRun:
     """Everything one run trains with: its data, the model and what trains it, and where it starts."""
 
-    cfg: Config
+    cfg: argparse.Namespace
     info: DistInfo
     data: TrainingData
     model: nn.Cell  # the weights that are saved
@@ -91,7 +91,7 @@ class TrainingRun:
                                    self.steps_per_epoch)
 
 
-def _network(cfg: Config, model: nn.Cell, data: TrainingData) -> nn.Cell:
+def _network(cfg: argparse.Namespace, model: nn.Cell, data: TrainingData) -> nn.Cell:
     """What the step runs: the classifier on cached features, the model behind on-device input normalisation (uint8
     batches), or the model; in the mixed precision ``amp_level`` asks for."""
     if cfg.mode == 1 and cfg.pynative_jit:
@@ -105,7 +105,7 @@ def _network(cfg: Config, model: nn.Cell, data: TrainingData) -> nn.Cell:
     return apply_amp(network, cfg.amp_level)
 
 
-def build_run(cfg: Config, info: DistInfo, preprocessing: DataConfig) -> TrainingRun:
+def build_run(cfg: argparse.Namespace, info: DistInfo, preprocessing: DataConfig) -> TrainingRun:
     """Data, model (weights loaded, fine-tuning applied), optimizer, step cell and the state to start from."""
     seed_everything(cfg.seed)
     data = load_training_data(cfg, info, preprocessing)

@@ -14,6 +14,7 @@ checkpoint and the ``--resume`` command that continues from it. No partial file 
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import os
@@ -22,16 +23,20 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 
-from ..config import RUN_CONFIG_FILE, Config, program
+import yaml
+
+from ..constants import program
 from ..data import save_class_names
+from ..data.dataset import dataset_for_data_dir
 from ..data.preprocessing import DataConfig, resolve_data_config
+from ..models import get_model_config
 from ..runtime import set_mode
 from ..utils.errors import WriteError
 from ..utils.fileio import appending, make_folder
 from ..utils.logs import setup_logging
-from .checkpoint_manager import CheckpointManager, TrainState
+from .checkpoint_manager import RUN_CONFIG_FILE, CheckpointManager, TrainState, write_run_config
 from .debug_dump import DebugDump
-from .distributed import DistInfo, init_distributed
+from .distributed import DistInfo, init_distributed, launched_ranks
 from .epoch import TrainingError, train_one_epoch
 from .evaluation import evaluate_epoch
 from .metrics import RunLog, format_seconds
@@ -44,7 +49,7 @@ __all__ = ["TrainingError", "train"]
 _logger = logging.getLogger("mindcv_mobilenet")
 
 
-def train(cfg: Config) -> dict:
+def train(cfg: argparse.Namespace) -> dict:
     """Train as ``cfg`` says (``cfg`` is left as it is); return a summary (best/last Top-1, checkpoint paths,
     per-step losses)."""
     if tensorboard_dir(cfg):
@@ -58,7 +63,8 @@ def train(cfg: Config) -> dict:
         with _run_logging(cfg.ckpt_save_dir, info.is_main):
             return _train(cfg, info, manager)
     except (WriteError, TrainingError) as err:
-        raise type(err)(f"{err}; {manager.resume_hint(_resume_command(cfg), launched=cfg.distribute)}") from None
+        launched = info.distributed or launched_ranks() > 1  # several ranks: the hint says to resume under a launcher
+        raise type(err)(f"{err}; {manager.resume_hint(_resume_command(cfg), launched=launched)}") from None
 
 
 @contextlib.contextmanager
@@ -79,7 +85,7 @@ def _run_logging(run_dir: str, is_main: bool) -> Iterator[None]:
                 handler.close()
 
 
-def _resume_command(cfg: Config) -> str | None:
+def _resume_command(cfg: argparse.Namespace) -> str | None:
     """The command (without ``--resume``) that continues this run from its ``config.yaml``; None before it exists."""
     run_config = os.path.join(cfg.ckpt_save_dir, RUN_CONFIG_FILE)
     if not os.path.isfile(run_config):
@@ -88,22 +94,23 @@ def _resume_command(cfg: Config) -> str | None:
     return f"python {program('train')} -c {shlex.quote(run_config)}{keep_out}"
 
 
-def _run_config(cfg: Config, preprocessing: DataConfig) -> Config:
+def _run_config(cfg: argparse.Namespace, preprocessing: DataConfig) -> dict:
     """The options as the run uses them, for its ``config.yaml``: a copy of ``cfg`` holding the resolved
     preprocessing (validate/infer read it from there)."""
-    return Config(**(cfg.to_dict() | preprocessing.as_settings()))
+    return vars(cfg) | preprocessing.as_settings()
 
 
-def _train(cfg: Config, info: DistInfo, manager: CheckpointManager) -> dict:
+def _train(cfg: argparse.Namespace, info: DistInfo, manager: CheckpointManager) -> dict:
     run_dir = cfg.ckpt_save_dir
     log = RunLog(os.path.join(run_dir, METRICS_FILE), info.is_main)
     monitor = RunMonitor(run_dir, tensorboard_dir(cfg), info.is_main, title=f"{cfg.model}: {run_dir}")
     try:
-        preprocessing = resolve_data_config(cfg)
+        preprocessing = resolve_data_config(cfg, get_model_config(cfg.model),
+                                            default_dataset=dataset_for_data_dir(cfg.data_dir))
         if info.is_main:
             saved = _run_config(cfg, preprocessing)
-            saved.save(os.path.join(run_dir, RUN_CONFIG_FILE))
-            _logger.info("config:\n%s", saved)
+            write_run_config(saved, os.path.join(run_dir, RUN_CONFIG_FILE))
+            _logger.info("config:\n%s", yaml.safe_dump(saved, sort_keys=False, default_flow_style=None).rstrip())
         run = build_run(cfg, info, preprocessing)
         if info.is_main:
             _save_class_list(run.data, run_dir)

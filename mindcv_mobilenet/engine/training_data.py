@@ -9,12 +9,12 @@ uninterrupted run would have seen.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from mindspore import nn
 
-from ..config import Config
 from ..data import create_dataset, create_loader
 from ..data.dataset import DataSource, load_source
 from ..data.loader import loader_steps
@@ -29,7 +29,7 @@ def iterate(loader) -> Iterator:
     yield from loader.create_tuple_iterator(num_epochs=1, output_numpy=False)
 
 
-def _augmentation(cfg: Config) -> dict:
+def _augmentation(cfg: argparse.Namespace) -> dict:
     """The recipe's training augmentation keys (preprocessing itself is the data config's)."""
     return {"auto_augment": cfg.auto_augment, "scale": tuple(cfg.scale), "ratio": tuple(cfg.ratio),
             "hflip": cfg.hflip, "vflip": cfg.vflip, "color_jitter": cfg.color_jitter, "re_prob": cfg.re_prob,
@@ -42,7 +42,7 @@ class TrainingData:
     """What a run trains and validates on. ``steps_per_epoch`` and ``input_normalization`` are the training loader's
     (:func:`load_training_data` fills them); with a frozen backbone the caches hold the features instead of images."""
 
-    cfg: Config
+    cfg: argparse.Namespace
     info: DistInfo
     preprocessing: DataConfig
     train_source: DataSource
@@ -110,7 +110,7 @@ class TrainingData:
             source.share_reads(reducer.sum, self.info.size)
 
 
-def load_training_data(cfg: Config, info: DistInfo, preprocessing: DataConfig) -> TrainingData:
+def load_training_data(cfg: argparse.Namespace, info: DistInfo, preprocessing: DataConfig) -> TrainingData:
     """Scan the training (and, with ``val_while_train``, validation) tree once and size an epoch."""
     def scan(split: str) -> DataSource:
         return load_source(preprocessing.dataset, cfg.data_dir or None, split, cfg.dataset_download)

@@ -144,4 +144,4 @@ def calibration_for(cfg: Any, settings: DataConfig, files: Sequence[str] | None 
     if files is not None:
         _logger.warning("int8 calibration: no --calib_dir, so the model is calibrated on the images it predicts")
         return from_files(files, settings, cfg.calib_images, "--image_path (the images predicted)")
-    return from_dataset(cfg.dataset, cfg.data_dir, cfg.val_split, settings, cfg.calib_images)
+    return from_dataset(settings.dataset, cfg.data_dir, cfg.val_split, settings, cfg.calib_images)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import re
 
+from ..constants import RESOURCES_DIR
 from ..data.cifar10 import CLASS_NAMES as CIFAR10_CLASS_NAMES
 from ..data.class_names import CLASS_NAMES_FILE, load_class_names
-from ..data.constants import RESOURCES_DIR, dataset_spec
+from ..data.constants import dataset_spec
 from ..utils.errors import DataError
 
 IMAGENET_LABELS_FILE = os.path.join(RESOURCES_DIR, "imagenet_labels_1000.txt")

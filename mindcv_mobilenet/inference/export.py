@@ -10,6 +10,7 @@ file that does not match is not kept. int8 ONNX files are made from the checked 
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import tempfile
@@ -20,8 +21,8 @@ import mindspore.onnx  # noqa: F401  (ms.onnx.export; ms.export's ONNX path is d
 import numpy as np
 from mindspore import Tensor, nn
 
-from ..config import Config
 from ..data.preprocessing import resolve_data_config
+from ..models import get_model_config
 from ..models.layers import exportable_operators
 from ..utils.errors import UserError
 from ..utils.fileio import atomic_path
@@ -183,12 +184,14 @@ def export_model(
     return result
 
 
-def run_export(cfg: Config) -> list[ExportResult]:
+def run_export(cfg: argparse.Namespace) -> list[ExportResult]:
     """export.py: ``cfg.model`` in each of ``cfg.file_format``, its input size from the one preprocessing resolver
     (the training run's for a checkpoint with its ``config.yaml`` beside it, else the data set's or the model's);
     prints one line per file written."""
+    from .loading import training_run_config
+
     setup_logging()
-    settings = resolve_data_config(cfg, for_files=True)
+    settings = resolve_data_config(cfg, get_model_config(cfg.model), training_run_config(cfg), for_files=True)
     calibration = None
     if cfg.precision == "int8":  # calibration images prepared as evaluation prepares them
         from .calibration import from_folder

@@ -7,6 +7,7 @@ and skipped; the others still get their predictions. Results print to stdout and
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import logging
@@ -17,18 +18,18 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ..config import Config
 from ..data.constants import IMAGE_EXTENSIONS
 from ..data.decode import load_rgb
 from ..data.folder import list_image_files
 from ..data.preprocessing import resolve_data_config
+from ..models import get_model_config
 from ..runtime import set_mode
 from ..utils.errors import DataError, UserError
 from ..utils.fileio import atomic_path, make_folder
 from ..utils.logs import setup_logging
 from .calibration import calibration_for
 from .classes import resolve_class_names, short_name
-from .loading import load_model
+from .loading import load_model, training_run_config
 from .predictor import Predictor, create_predictor, softmax
 from .preprocess import FilePreprocessor
 
@@ -184,7 +185,7 @@ class Annotator:
         return canvas
 
 
-def run_inference(cfg: Config) -> list[Prediction]:
+def run_inference(cfg: argparse.Namespace) -> list[Prediction]:
     """Predict every image of ``cfg.image_path``; print, and write ``--output``/``--save_dir`` when asked."""
     setup_logging()
     if not cfg.image_path:
@@ -194,8 +195,8 @@ def run_inference(cfg: Config) -> list[Prediction]:
         raise DataError("no images to predict: " + "; ".join(f"{p.image}: {p.error}" for p in failed))
     set_mode(cfg.mode, cfg.device_target)
     loaded = load_model(cfg.model, cfg.ckpt_path, cfg.pretrained, cfg.num_classes, cfg.in_channels, cfg.ema)
-    names, names_source = resolve_class_names(loaded.num_classes, cfg.dataset, cfg.class_names, cfg.ckpt_path)
-    settings = resolve_data_config(cfg, for_files=True)
+    settings = resolve_data_config(cfg, get_model_config(cfg.model), training_run_config(cfg), for_files=True)
+    names, names_source = resolve_class_names(loaded.num_classes, settings.dataset, cfg.class_names, cfg.ckpt_path)
     calibration = calibration_for(cfg, settings, files)
     predictor = create_predictor(loaded, cfg.backend, settings.image_size, min(cfg.batch_size, len(files)),
                                  calibration)

@@ -7,24 +7,29 @@ does not load (``create_model`` tolerates that for fine-tuning) is an error here
 Which weights: ``--ckpt_path``, else the published ones with ``--pretrained``, else (:func:`use_run_checkpoint`,
 called by validate.py, infer.py and export.py after parsing) what train.py wrote for the model in ``ckpt_save_dir``,
 so the model_zoo's sequence ``train.py``, then ``validate.py``/``infer.py`` naming no checkpoint, evaluates it.
+The options of the run that wrote a checkpoint (its ``config.yaml``) are read here too (:func:`training_run_config`):
+the preprocessing resolver takes the keys the command line leaves unset from them.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 from mindspore import nn
 
-from ..config import Config, adopt_run_preprocessing, launched_rank
-from ..engine.checkpoint_manager import run_checkpoint
+from ..data.preprocessing import from_training_run
+from ..engine.checkpoint_manager import read_run_config, run_checkpoint, run_config_path
+from ..engine.distributed import launched_rank
 from ..models import create_model, get_model_config
 from ..models.registry import classifier_name
 from ..utils.checkpoint import load_model_weights, pretrained_checkpoint_path, read_checkpoint
 from ..utils.download import file_digest
-from ..utils.errors import UserError
+from ..utils.errors import ConfigError, UserError
 
 _logger = logging.getLogger("mindcv_mobilenet")
 
@@ -46,11 +51,11 @@ class LoadedModel:
     ckpt_path: str = ""
 
 
-def use_run_checkpoint(cfg: Config) -> str | None:
+def use_run_checkpoint(cfg: argparse.Namespace) -> str | None:
     """With neither ``ckpt_path`` nor ``pretrained``: the checkpoint train.py wrote for ``cfg.model`` in
     ``cfg.ckpt_save_dir`` (``<model>_best.ckpt``, else the newest ``<model>-E_S.ckpt``) becomes ``cfg.ckpt_path``,
-    treated as if given: its run's ``config.yaml`` supplies the preprocessing. One note line names it. Returns it, or
-    None (nothing there: the caller's "no weights" stands)."""
+    treated as if given (its run's ``config.yaml`` supplies the preprocessing: :func:`training_run_config`). One note
+    line names it. Returns it, or None (nothing there: the caller's "no weights" stands)."""
     if cfg.ckpt_path or cfg.pretrained:
         return None
     path = run_checkpoint(cfg.ckpt_save_dir, cfg.model)
@@ -60,8 +65,30 @@ def use_run_checkpoint(cfg: Config) -> str | None:
     if launched_rank() == 0:
         print(f"note: no --ckpt_path or --pretrained: using {path}, the checkpoint train.py wrote for {cfg.model} in "
               f"ckpt_save_dir {cfg.ckpt_save_dir}", file=sys.stderr, flush=True)
-    adopt_run_preprocessing(cfg)
     return path
+
+
+def training_run_config(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The options of the train.py run that wrote ``args.ckpt_path`` (the ``config.yaml`` beside it), for the
+    preprocessing resolver (``resolve_data_config(args, model, run_config)``), so that a fine-tuned model is evaluated
+    the way it was trained; None without one. One note (rank 0) names the preprocessing keys it supplies; a file that
+    cannot be read is ignored with a warning."""
+    ckpt_path = getattr(args, "ckpt_path", "")
+    if not ckpt_path:
+        return None
+    path = run_config_path(ckpt_path)
+    if not os.path.isfile(path):
+        return None
+    try:
+        values = read_run_config(path)
+    except ConfigError as err:
+        print(f"warning: ignoring {path}: {err}", file=sys.stderr, flush=True)
+        return None
+    adopted = from_training_run(args, values)
+    if adopted and launched_rank() == 0:
+        shown = ", ".join(f"{k}={v}" for k, v in adopted.items())
+        print(f"note: preprocessing from the training run's {path}: {shown}", file=sys.stderr, flush=True)
+    return values
 
 
 def checkpoint_classes(params: dict, model_name: str, ema: bool = False) -> int | None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .. import __version__
+from ..constants import __version__
 from ..utils.download import default_cache_dir
 from ..utils.errors import UserError
 from .artifacts import INSTALL_HINT

@@ -11,17 +11,19 @@ by default beside ``--output``) come from it.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import logging
 import os
 
-from ..config import Config
 from ..data import create_dataset, create_loader, load_class_names
 from ..data.constants import dataset_spec
+from ..data.dataset import dataset_for_data_dir
 from ..data.loader import loader_steps
 from ..data.preprocessing import DataConfig, resolve_data_config
 from ..engine.distributed import DistInfo, Reducer, init_distributed
 from ..engine.metrics import evaluate, most_confused, per_class_top1, write_json
+from ..models import get_model_config
 from ..runtime import set_mode
 from ..utils.errors import DataError
 from ..utils.fileio import atomic_path
@@ -29,7 +31,7 @@ from ..utils.logs import setup_logging
 from ..utils.plot import PICTURE_MAX_CLASSES, draw_confusion, matplotlib_missing
 from .calibration import calibration_for
 from .classes import resolve_class_names, saved_class_list, short_name
-from .loading import LoadedModel, load_model
+from .loading import LoadedModel, load_model, training_run_config
 from .predictor import CellAdapter, create_predictor
 from .progress import Progress
 
@@ -51,14 +53,15 @@ def check_labels(dataset, num_classes: int, ckpt_path: str) -> None:
                             f"trained on ({saved}); validate on a split with the same class folders")
 
 
-def run_validation(cfg: Config) -> dict:
+def run_validation(cfg: argparse.Namespace) -> dict:
     """Validate ``cfg.model`` on ``cfg.val_split`` and return the metrics (printed and written by rank 0)."""
     setup_logging()
     set_mode(cfg.mode, cfg.device_target)
     info = init_distributed(cfg.distribute)
-    dataset = eval_dataset(cfg, info)  # before the model: a wrong path is reported at once
+    settings = resolve_data_config(cfg, get_model_config(cfg.model), training_run_config(cfg),
+                                   default_dataset=dataset_for_data_dir(cfg.data_dir))
+    dataset = eval_dataset(cfg, settings.dataset, info)  # before the weights: a wrong path is reported at once
     loaded = load_model(cfg.model, cfg.ckpt_path, cfg.pretrained, cfg.num_classes, cfg.in_channels, cfg.ema)
-    settings = resolve_data_config(cfg)
     results = validate_loaded(cfg, loaded, settings, dataset, info, Reducer(info))
     if info.is_main:
         print(format_results(results), flush=True)
@@ -70,16 +73,17 @@ def run_validation(cfg: Config) -> dict:
     return results
 
 
-def eval_dataset(cfg: Config, info: DistInfo):
-    """This rank's shard of the split, in order (evaluation shards are disjoint and cover every image once)."""
+def eval_dataset(cfg: argparse.Namespace, dataset: str, info: DistInfo):
+    """This rank's shard of ``cfg.val_split`` of data set ``dataset`` (the resolved name: ``DataConfig.dataset``), in
+    order (evaluation shards are disjoint and cover every image once)."""
     return create_dataset(
-        cfg.dataset, root=cfg.data_dir or None, split=cfg.val_split, shuffle=False, num_samples=cfg.num_samples,
+        dataset, root=cfg.data_dir or None, split=cfg.val_split, shuffle=False, num_samples=cfg.num_samples,
         num_parallel_workers=cfg.num_parallel_workers, num_shards=info.size if info.distributed else None,
         shard_id=info.rank if info.distributed else None, download=cfg.dataset_download,
     )
 
 
-def validate_loaded(cfg: Config, loaded: LoadedModel, settings: DataConfig, dataset, info: DistInfo,
+def validate_loaded(cfg: argparse.Namespace, loaded: LoadedModel, settings: DataConfig, dataset, info: DistInfo,
                     reducer: Reducer) -> dict:
     """Evaluate ``dataset`` (this rank's shard); every sum goes through ``reducer`` (the all-reduce) before dividing."""
     check_labels(dataset, loaded.num_classes, cfg.ckpt_path)
@@ -99,7 +103,7 @@ def validate_loaded(cfg: Config, loaded: LoadedModel, settings: DataConfig, data
     images_per_s = float(reducer.sum([progress.images_per_s])[0])  # ranks run side by side: rates add up
     return {
         "model": cfg.model, "weights": loaded.weights, "backend": cfg.backend, "precision": cfg.precision,
-        "calibration": calibration.description if calibration else None, "dataset": cfg.dataset,
+        "calibration": calibration.description if calibration else None, "dataset": settings.dataset,
         "data_dir": dataset.info.root, "split": cfg.val_split, "image_size": settings.image_size,
         "crop_pct": settings.crop_pct, "interpolation": settings.interpolation, "batch_size": cfg.batch_size,
         "mode": cfg.mode, "ranks": info.size, "top1": metrics["top1"], "top5": metrics["top5"],
@@ -109,10 +113,10 @@ def validate_loaded(cfg: Config, loaded: LoadedModel, settings: DataConfig, data
     } | class_report(metrics["confusion"], class_names_for(cfg, loaded.num_classes, dataset))
 
 
-def class_names_for(cfg: Config, num_classes: int, dataset) -> list[str]:
+def class_names_for(cfg: argparse.Namespace, num_classes: int, dataset) -> list[str]:
     """Names to report classes by: the checkpoint's list, CIFAR-10's or ImageNet's (first synonym), else the data
     set's folder names, else the indices."""
-    names, source = resolve_class_names(num_classes, getattr(cfg, "dataset", "") or "",
+    names, source = resolve_class_names(num_classes, dataset.info.name,
                                         ckpt_path=getattr(cfg, "ckpt_path", "") or "")
     if source.startswith("ImageNet"):
         return [short_name(n) for n in names]
@@ -153,7 +157,7 @@ def format_class_report(results: dict) -> str:
     return "\n".join(lines)
 
 
-def class_report_paths(cfg: Config, num_classes: int) -> tuple[str | None, str | None]:
+def class_report_paths(cfg: argparse.Namespace, num_classes: int) -> tuple[str | None, str | None]:
     """(confusion picture, per-class CSV): ``--confusion``, else ``<output>_confusion.png`` for at most
     PICTURE_MAX_CLASSES classes; the CSV beside ``--output``, else the picture (``<name>_per_class.csv``); None
     where there is none."""
@@ -169,7 +173,7 @@ def class_report_paths(cfg: Config, num_classes: int) -> tuple[str | None, str |
     return picture or None, table
 
 
-def write_class_report(cfg: Config, results: dict) -> None:
+def write_class_report(cfg: argparse.Namespace, results: dict) -> None:
     """The per-class CSV and the confusion picture, where :func:`class_report_paths` puts them."""
     picture, table = class_report_paths(cfg, len(results["per_class"]))
     if table:

@@ -16,7 +16,7 @@ from typing import Callable
 
 from mindspore import nn
 
-from ..data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from ..constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from ..utils.errors import UserError
 
 _logger = logging.getLogger(__name__)

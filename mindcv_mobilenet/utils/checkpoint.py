@@ -16,7 +16,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import Parameter, nn
 
-from ..data.constants import RESOURCES_DIR
+from ..constants import RESOURCES_DIR
 from .download import check_hash, default_cache_dir, download_url
 from .errors import CheckpointError
 from .fileio import atomic_path

@@ -1,8 +1,8 @@
 """Reading option values written by people: booleans as YAML and command lines spell them, and numbers that refuse
 what would silently change their meaning (``True`` as 1, ``2.5`` as an integer).
 
-One home for the option parser (:mod:`mindcv_mobilenet.config`) and the model_zoo/mindcv key table
-(:mod:`mindcv_mobilenet.compat`), which both read such values.
+One home for the option parser (:mod:`mindcv_mobilenet.cli.parser`) and the model_zoo/mindcv key table
+(:mod:`mindcv_mobilenet.cli.foreign`), which both read such values.
 """
 
 from __future__ import annotations

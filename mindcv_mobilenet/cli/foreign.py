@@ -1,7 +1,7 @@
 """Other suites' command lines read as this project's: the MindSpore model_zoo's MobileNet scripts and mindcv's.
 
 :data:`FOREIGN_KEYS` is the one table of their key names. Each row names the key of this project it sets; the
-parser (:mod:`mindcv_mobilenet.config`) accepts the foreign name on the command line and in YAML files and hands
+parser (:mod:`.parser`) accepts the foreign name on the command line and in YAML files and hands
 each source's values (one YAML file, the command line) to :func:`translate` before converting them, so a foreign key
 gets exactly the checks of the key it stands for. A key whose meaning differs from ours in some way is still accepted,
 with one start-up note saying what differs; a value that cannot be expressed here is a ConfigError.
@@ -17,9 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .engine.scheduler import SCHEDULERS
-from .utils.errors import ConfigError
-from .utils.values import is_bool, str2bool, to_float
+from ..engine.scheduler import SCHEDULERS
+from ..models import get_model_config, list_models
+from ..utils.errors import ConfigError
+from ..utils.values import is_bool, str2bool, to_float
 
 
 @dataclass(frozen=True)
@@ -103,8 +104,6 @@ def model_for_arch(arch: str, alpha: float = 1.0, resize: int | None = None) -> 
     prefix = ARCH_PREFIXES.get(str(arch).lower())
     if prefix is None:
         raise ConfigError(f"unknown arch '{arch}': use one of {', '.join(ARCH_PREFIXES)}")
-    from .models import get_model_config, list_models  # MindSpore only once an arch is asked for
-
     variants: dict[tuple[float, int], str] = {}
     for name in list_models(prefix + "_*"):
         parts = name[len(prefix) + 1:].split("_")
