@@ -302,17 +302,17 @@ def test_the_launcher_is_read_from_the_environment():
     assert launcher({}) == ""
 
 
-def test_a_rank_under_mpirun_joins_as_msrun_would_set_it(monkeypatch):
+def test_a_rank_under_mpirun_joins_as_msrun_would_set_it():
     """Rank 1 of 2 with the scheduler's address given: no broadcast, no scheduler of its own, MindSpore's cluster
-    variables as msrun sets them (the mpirun runs themselves: tests/test_distributed.py)."""
+    variables as msrun sets them, returned and not written into the environment (the mpirun runs themselves:
+    tests/test_distributed.py)."""
     env = {"OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_LOCAL_SIZE": "2",
            "MS_SCHED_HOST": "127.0.0.1", "MS_SCHED_PORT": "18118"}
-    monkeypatch.setattr(os, "environ", env)  # what it sets must not reach later tests (MS_ROLE means msrun to them)
-    assert join_cluster_under_mpirun(*mpi_world()) == ("127.0.0.1", 18118)
-    assert {k: os.environ[k] for k in ("MS_WORKER_NUM", "MS_SCHED_HOST", "MS_SCHED_PORT", "MS_ROLE", "MS_NODE_ID",
-                                        "RANK_ID")} == {
+    before = dict(os.environ)
+    assert join_cluster_under_mpirun(*mpi_world(env), env=env) == {
         "MS_WORKER_NUM": "2", "MS_SCHED_HOST": "127.0.0.1", "MS_SCHED_PORT": "18118", "MS_ROLE": "MS_WORKER",
         "MS_NODE_ID": "1", "RANK_ID": "1"}
+    assert dict(os.environ) == before
 
 
 def test_the_scheduler_address_under_mpirun():

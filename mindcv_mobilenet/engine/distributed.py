@@ -4,7 +4,8 @@ average BatchNorm over ranks.
 Launchers: ``msrun`` (every backend) and ``mpirun``. On GPU/Ascend ``mpirun`` is MindSpore's own path; on CPU the
 collectives need the scheduler process msrun would start, which rank 0 starts instead (``engine/mpi_cluster.py``).
 This module is the one reader of the launchers' environment (:func:`launcher`, :func:`launched_ranks`,
-:func:`launched_rank`, :func:`mpi_world`): they are read before MindSpore starts its collectives, so the command
+:func:`launched_rank`, :func:`mpi_world`; ``mpi_cluster`` is handed it) and the one writer of MindSpore's cluster
+variables into it: they are read before MindSpore starts its collectives, so the command
 line's notes are printed once per launch and an unset ``distribute`` can mean "the ranks that were started".
 """
 
@@ -107,7 +108,7 @@ def init_distributed(distribute: bool | None) -> DistInfo:
         if world is None:
             raise ConfigError("mpirun on CPU needs Open MPI (OMPI_COMM_WORLD_* variables); with another MPI use "
                               "msrun --worker_num=N --local_worker_num=N --join=True train.py ...")
-        join_cluster_under_mpirun(*world)
+        os.environ.update(join_cluster_under_mpirun(*world, env=os.environ))
     from mindspore.communication import get_group_size, get_rank, init
 
     init()

@@ -4,10 +4,12 @@ MindSpore's dynamic cluster is configured by environment variables (``MS_WORKER_
 ``MS_SCHED_PORT``, ``MS_ROLE``, ``MS_NODE_ID``) plus one scheduler process; that is all msrun does. Under Open MPI
 every rank knows its rank and the world size (``OMPI_COMM_WORLD_RANK``/``_SIZE``, read by
 :func:`~.distributed.mpi_world` with the other launchers' variables), rank 0 starts the scheduler, and
-every rank joins as a worker. The scheduler's address and port are rank 0's to choose (a free port by default, the
-loopback address when every rank is on one host, else rank 0's address on the route to the host mpirun runs on);
-the other ranks learn them from one ``MPI_Bcast`` through Open MPI's own ``libmpi`` (ctypes, so no mpi4py), which
-works across hosts. ``MS_SCHED_HOST``/``MS_SCHED_PORT`` set for every rank (``mpirun -x MS_SCHED_HOST=...``) take
+every rank joins as a worker. This module reads no environment of its own: ``engine/distributed.py`` hands it the
+launch environment and puts the variables :func:`join_cluster_under_mpirun` returns into the process's. The
+scheduler's address and port are rank 0's to choose (a free port by default, the loopback address when every rank is
+on one host, else rank 0's address on the route to the host mpirun runs on); the other ranks learn them from one
+``MPI_Bcast`` through Open MPI's own ``libmpi`` (ctypes, so no mpi4py), which works across hosts.
+``MS_SCHED_HOST``/``MS_SCHED_PORT`` set for every rank (``mpirun -x MS_SCHED_HOST=...``) take
 precedence and need no broadcast.
 
 The scheduler runs in a session of its own so that it outlives rank 0 long enough for the other ranks to leave the
@@ -70,9 +72,9 @@ def _free_port(host: str) -> int:
         return probe.getsockname()[1]
 
 
-def choose_scheduler_address(env: Mapping[str, str] | None = None) -> tuple[str, int]:
-    """Rank 0's choice: ``MS_SCHED_HOST``/``MS_SCHED_PORT`` when set, else the address above and a free port."""
-    env = os.environ if env is None else env
+def choose_scheduler_address(env: Mapping[str, str]) -> tuple[str, int]:
+    """Rank 0's choice: ``MS_SCHED_HOST``/``MS_SCHED_PORT`` when set in ``env``, else the address above and a free
+    port."""
     host = env.get("MS_SCHED_HOST") or ("127.0.0.1" if _all_ranks_local(env) else _route_address(env))
     port = int(env["MS_SCHED_PORT"]) if env.get("MS_SCHED_PORT", "").isdigit() else _free_port(host)
     return host, port
@@ -91,7 +93,8 @@ def _broadcast_from_rank0(text: str) -> str:
             "MPI's library (Debian: openmpi-bin), or set MS_SCHED_HOST and MS_SCHED_PORT for every rank "
             "(mpirun -x MS_SCHED_HOST=<rank 0's address> -x MS_SCHED_PORT=<free port>), or use msrun"
         ) from None
-    os.environ.setdefault("OMPI_MCA_mpi_warn_on_fork", "0")  # the data pipeline forks after MPI_Finalize
+    # read by MPI_Init from this process's environment: the data pipeline forks after MPI_Finalize
+    os.environ.setdefault("OMPI_MCA_mpi_warn_on_fork", "0")
     buffer = ctypes.create_string_buffer(text.encode()[:_ADDRESS_BYTES - 1], _ADDRESS_BYTES)
     if lib.MPI_Init(None, None) != 0:
         raise ConfigError("mpirun on CPU: MPI_Init failed; set MS_SCHED_HOST and MS_SCHED_PORT for every rank")
@@ -103,31 +106,34 @@ def _broadcast_from_rank0(text: str) -> str:
     return buffer.value.decode()
 
 
-def _start_scheduler(host: str, port: int, size: int) -> subprocess.Popen:
-    env = {**os.environ, "MS_ROLE": "MS_SCHED", "MS_WORKER_NUM": str(size), "MS_SCHED_HOST": host,
-           "MS_SCHED_PORT": str(port), "GLOG_v": os.environ.get("GLOG_v", "3")}
-    env.pop("MS_NODE_ID", None)
-    return subprocess.Popen([sys.executable, "-m", __name__, str(os.getpid())], env=env,
+def _start_scheduler(host: str, port: int, size: int, env: Mapping[str, str]) -> subprocess.Popen:
+    child = {**env, **cluster_variables("MS_SCHED", host, port, size), "GLOG_v": env.get("GLOG_v", "3")}
+    child.pop("MS_NODE_ID", None)
+    return subprocess.Popen([sys.executable, "-m", __name__, str(os.getpid())], env=child,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
 
 
-def join_cluster_under_mpirun(rank: int, size: int, env: Mapping[str, str] | None = None) -> tuple[str, int]:
-    """Set the MindSpore cluster variables of ``rank`` of ``size`` (Open MPI's world, as
-    :func:`~.distributed.mpi_world` reads it; rank 0 first starts the scheduler); returns the scheduler's address.
+def cluster_variables(role: str, host: str, port: int, size: int, rank: int | None = None) -> dict[str, str]:
+    """The variables msrun gives a MindSpore process of the cluster (``role`` MS_SCHED or MS_WORKER)."""
+    variables = {"MS_ROLE": role, "MS_WORKER_NUM": str(size), "MS_SCHED_HOST": host, "MS_SCHED_PORT": str(port)}
+    if rank is not None:
+        variables.update(MS_NODE_ID=str(rank), RANK_ID=str(rank))
+    return variables
 
-    Call before ``mindspore.communication.init()``; every rank must call it (it is a collective).
+
+def join_cluster_under_mpirun(rank: int, size: int, env: Mapping[str, str]) -> dict[str, str]:
+    """The MindSpore cluster variables of ``rank`` of ``size`` (Open MPI's world, as :func:`~.distributed.mpi_world`
+    reads it from the launch environment ``env``); rank 0 first starts the scheduler. The caller puts them into the
+    process's environment before ``mindspore.communication.init()``; every rank must call it (it is a collective).
     """
-    env = os.environ if env is None else env
     preset = env.get("MS_SCHED_HOST") and env.get("MS_SCHED_PORT", "").isdigit()
     host, port = choose_scheduler_address(env) if rank == 0 or preset else ("", 0)
     if not preset:
         host, _, shown_port = _broadcast_from_rank0(f"{host}:{port}").rpartition(":")
         port = int(shown_port)
     if rank == 0:
-        _start_scheduler(host, port, size)
-    os.environ.update({"MS_WORKER_NUM": str(size), "MS_SCHED_HOST": host, "MS_SCHED_PORT": str(port),
-                       "MS_ROLE": "MS_WORKER", "MS_NODE_ID": str(rank), "RANK_ID": str(rank)})
-    return host, port
+        _start_scheduler(host, port, size, env)
+    return cluster_variables("MS_WORKER", host, port, size, rank)
 
 
 _SCHEDULER_CODE = (
