@@ -101,7 +101,7 @@ def bench_data(args: Config) -> dict:
         print(f"mindcv not importable ({type(err).__name__}: {err}); timing this package only", file=sys.stderr)
         builders = [("ours", _ours_loader), ("ours_uint8", _ours_uint8_loader)]
     images = sum(len(files) for _, _, files in os.walk(split_dir))
-    print(f"data benchmark: {images} images from {split_dir}, {args.image_resize} px, batch {args.batch_size}, "
+    print(f"data benchmark: {images} images from {split_dir}, {args.image_size} px, batch {args.batch_size}, "
           f"{os.cpu_count()} CPU(s); median of {args.epochs - 1} passes after the first (first: its img/s; ours reads "
           f"in Python on it, in C++ after). cpu ms: CPU time of "
           f"the whole process per image; x mindcv: images/s over mindcv's, and mindcv's CPU per image over ours. "
@@ -115,7 +115,7 @@ def bench_data(args: Config) -> dict:
             rates = {}
             for who, build in builders:
                 ms.dataset.config.set_seed(0)
-                loader = build(root, args.split, args.image_resize, args.batch_size, workers, pipeline == "train")
+                loader = build(root, args.split, args.image_size, args.batch_size, workers, pipeline == "train")
                 rates[who] = _rates(loader, args.epochs)
             theirs, theirs_first, theirs_cpu = rates.get("mindcv", (None, None, None))
             for who, (rate, first, cpu) in rates.items():
@@ -127,7 +127,7 @@ def bench_data(args: Config) -> dict:
                 rows.append({"pipeline": pipeline, "workers": workers, "who": who, "images_per_s": rate,
                              "first_pass_images_per_s": first, "first_pass_ratio": first_ratio,
                              "cpu_ms_per_image": cpu, "ratio": ratio, "cpu_ratio": cpu_ratio})
-    return {"images": images, "image_size": args.image_resize, "batch_size": args.batch_size,
+    return {"images": images, "image_size": args.image_size, "batch_size": args.batch_size,
             "cpu_count": os.cpu_count(), "rows": rows}
 
 
@@ -271,7 +271,7 @@ def bench_profile(args: Config) -> dict:
           f"{os.environ.get('ONEDNN_MAX_CPU_ISA', '(default)')}, kernels {args.isa}; median of {args.profile_repeats}")
     results = []
     for name in args.profile_models:
-        result = profile_model(name, args.profile_batch_size, args.image_resize, args.profile_repeats,
+        result = profile_model(name, args.profile_batch_size, args.image_size, args.profile_repeats,
                                backward=not args.profile_forward_only)
         print(format_profile(result) + "\n", flush=True)
         results.append(result)
@@ -309,7 +309,7 @@ def bench_int8(args: Config) -> dict:
           f"CPU(s); median of {args.infer_repeats} calls after one")
     rows = []
     for name in dict.fromkeys(m for p in args.infer_models for m in list_models(p)):
-        keys = SimpleNamespace(dataset="imagenet", image_resize=args.infer_image_size, crop_pct=None,
+        keys = SimpleNamespace(dataset="imagenet", image_size=args.infer_image_size, crop_pct=None,
                                interpolation=None, mean=None, std=None)
         settings = resolve_data_config(keys, get_model_config(name))
         calibration = from_folder(args.int8, settings, OPTIONS_BY_NAME["calib_images"].default)
@@ -345,8 +345,8 @@ _ISA = "instruction sets (bench/isa.py)"
 _PROFILE = "--profile: per-operator-type time (bench/opprofile.py)"
 _COMPARE = "--compare: ours vs mindcv, fresh process per row (bench/compare.py)"
 _TORCH = "--torch: ours vs PyTorch eager on torchvision's and timm's architectures (bench/torch_compare.py)"
-# benchmark.py's own keys, handed to the package's parser (it also takes batch_size and image_resize, alias
-# image_size, from config.OPTIONS); flags are read with '-' as '_', so --data-root is --data_root
+# benchmark.py's own keys, handed to the package's parser (it also takes batch_size and image_size, aliases
+# image_resize and img_size, from cli.OPTIONS); flags are read with '-' as '_', so --data-root is --data_root
 BENCHMARK_OPTIONS = (
     _option("isa", str, "native", "native: the CPU's own instruction sets; avx2: an AVX2-only CPU approximated on an "
             "AVX-512 one (oneDNN of both frameworks, PyTorch's ATen and MKL, and this package's kernels capped at "

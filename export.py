@@ -3,10 +3,10 @@
 With neither ``--ckpt_path`` nor ``--pretrained`` the weights are the checkpoint train.py wrote for the model in
 ``--ckpt_save_dir`` (./ckpt), else random (with a warning). Both formats get a dynamic batch axis. The input size is
 the training run's for a checkpoint with its ``config.yaml`` beside it (as validate/infer), else the model's;
-``--image_resize`` sets it. Each file is reloaded (MindSpore GraphCell / ONNX Runtime) and its logits compared with
-the network's before it is kept. Existing files need ``--force``. ``--precision int8 --calib_dir DIR`` writes an int8
-ONNX file (ONNX Runtime static quantization calibrated on DIR's images, prepared as the model's evaluation prepares
-them).
+``--image_size`` (mindcv's ``--image_resize``) sets it. Each file is reloaded (MindSpore GraphCell / ONNX Runtime)
+and its logits compared with the network's before it is kept. Existing files need ``--force``. ``--precision int8
+--calib_dir DIR`` writes an int8 ONNX file (ONNX Runtime static quantization calibrated on DIR's images, prepared as
+the model's evaluation prepares them).
 """
 
 from __future__ import annotations

@@ -77,13 +77,13 @@ def _run_config(run_dir) -> dict:
 def test_model_zoo_v2_train(imagenet_dir, tmp_path):
     command = ["--arch", "mobilenetv2", "--alpha", "1.0", "--resize", "224", "--data_url", str(imagenet_dir)]
     cfg = parse_args("train", command)
-    assert (cfg.model, cfg.image_resize, cfg.data_dir, cfg.dataset) == (
+    assert (cfg.model, cfg.image_size, cfg.data_dir, cfg.dataset) == (
         "mobilenet_v2_100_224", 224, str(imagenet_dir), None)
     assert dataset_for_data_dir(cfg.data_dir) == "imagenet"  # what the unset data set means for that folder
     proc = run_script("train.py", *command, *SHORT, "--epoch_size", "1", "--ckpt_save_dir", str(tmp_path / "run"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     saved = _run_config(tmp_path / "run")
-    assert (saved["model"], saved["image_resize"], saved["dataset"]) == ("mobilenet_v2_100_224", 224, "imagenet")
+    assert (saved["model"], saved["image_size"], saved["dataset"]) == ("mobilenet_v2_100_224", 224, "imagenet")
     assert (tmp_path / "run" / "mobilenet_v2_100_224-1_2.ckpt").is_file()
 
 
@@ -216,7 +216,7 @@ def test_model_zoo_keys_on_the_command_line():
     assert (cfg.distribute, cfg.label_smoothing, cfg.lr, cfg.min_lr) == (False, 0.2, 0.4, 0.001)
     assert (cfg.scheduler, cfg.lr_epoch_stair, cfg.decay_epochs) == ("cosine_decay", True, 150)
     assert (cfg.num_parallel_workers, cfg.keep_checkpoint_max, cfg.ckpt_save_dir) == (3, 5, "out")
-    assert (cfg.device_target, cfg.epoch_size, cfg.image_resize) == ("CPU", 200, 192)
+    assert (cfg.device_target, cfg.epoch_size, cfg.image_size) == ("CPU", 200, 192)
     assert cfg.pretrained is False and cfg.ckpt_path == "./ckpt/x.ckpt"  # the V3 zoo's checkpoint-path form
 
 
@@ -226,7 +226,7 @@ def test_model_zoo_keys_in_yaml(tmp_path, capsys):
                     "lr_decay_mode: steps\nmilestone: [30, 60, 90]\nlearning_rates: [0.1, 0.01, 0.001]\n"
                     "dataset_sink_mode: True\npretrained: False\n")
     cfg = parse_args("train", ["-c", str(path), "--max_lr", "0.2"])  # the command line still wins
-    assert (cfg.model, cfg.image_resize, cfg.data_dir, cfg.distribute) == (
+    assert (cfg.model, cfg.image_size, cfg.data_dir, cfg.distribute) == (
         "mobilenet_v1_050_160", 160, "/data/imagenet", True)
     assert (cfg.scheduler, cfg.multi_step_decay_milestones, cfg.decay_rate, cfg.lr) == (
         "multi_step_decay", [30, 60], 0.1, 0.2)

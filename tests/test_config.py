@@ -96,6 +96,27 @@ def test_lists_none_and_aliases():
     assert cfg.multi_step_decay_milestones == [3, 6]
 
 
+def test_every_name_of_the_input_size_sets_image_size(tmp_path, capsys):
+    """image_size is the one name; mindcv's image_resize (its recipes' key), img_size and the model_zoo's resize set
+    it on the command line and in a YAML file, and --help shows image_size first with its aliases."""
+    spellings = [["--image_size", "48"], ["--image_resize", "48"], ["--img_size", "48"], ["--image-resize=48"],
+                 ["image_resize=48"], ["--resize", "48"]]
+    for i, text in enumerate(("image_resize: 48\n", "img_size: 48\n", "resize: 48\n", "image_size: 48\n")):
+        path = tmp_path / f"recipe{i}.yaml"
+        path.write_text(text)
+        spellings.append(["-c", str(path)])
+    for argv in spellings:
+        cfg = parse_args("validate", argv)
+        assert cfg.image_size == 48 and not hasattr(cfg, "image_resize"), argv
+    with pytest.raises(ConfigError, match=r"bad value for 'image_size' \(or image_resize, img_size\)"):
+        parse_args("validate", ["--img_size", "x"])  # the message names the spelling given
+    with pytest.raises(SystemExit):
+        parse_args("validate", ["--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse's line breaks as spaces
+    assert "--image_size IMAGE_SIZE, --image_resize IMAGE_SIZE, --img_size IMAGE_SIZE input resolution" in out, out
+    assert "--resize RESIZE model_zoo: input resolution (with arch also the model's resolution) (-> image_size)" in out
+
+
 def test_weight_decay_filter_folds_into_filter_bias_and_bn():
     assert parse_args("train", ["--weight_decay_filter", "disable"]).filter_bias_and_bn is False
     assert parse_args("train", ["--weight_decay_filter", "auto", "--filter_bias_and_bn", "False"]).filter_bias_and_bn
@@ -173,11 +194,11 @@ def test_every_model_has_an_imagenet_recipe():
     ("mobilenetv3/mobilenet_v3_large_ascend.yaml", dict(batch_size=75, epoch_size=420, lr=1.08, decay_epochs=416)),
     # the MobileNetV4 paper authors' (TensorFlow Model Garden's imagenet_mobilenetv4_*_tpu.yaml)
     ("mobilenetv4/mobilenet_v4_conv_small.yaml", dict(epoch_size=9623, lr=0.002, weight_decay=0.01, warmup_epochs=5,
-                                                      opt="adamw", eps=1e-6, drop_rate=0.3, ema=True, image_resize=224,
+                                                      opt="adamw", eps=1e-6, drop_rate=0.3, ema=True, image_size=224,
                                                       auto_augment="randaug-m9-n2")),
     ("mobilenetv4/mobilenet_v4_hybrid_large.yaml", dict(epoch_size=500, lr=0.01, min_lr=1e-5, weight_decay=0.2,
                                                         warmup_epochs=20, mixup=0.8, cutmix=1.0, cutmix_prob=0.3,
-                                                        image_resize=384, drop_rate=0.2)),
+                                                        image_size=384, drop_rate=0.2)),
 ])
 def test_published_recipe_values(name, expected):
     values = load_yaml(os.path.join(REPO_ROOT, "configs", name))
@@ -197,8 +218,8 @@ def test_recipes_are_plain_yaml_with_a_source_comment():
 def test_export_convert_summary_doctor_read_their_keys_from_the_table():
     cfg = parse_args("export", ["--model", "mobilenet_v3_small", "--image_size", "48", "--file_format", "MINDIR",
                                 "onnx", "--no_check", "--force", "False"])
-    assert (cfg.model, cfg.image_resize, cfg.file_format, cfg.no_check, cfg.force, cfg.batch_size, cfg.output) == (
-        "mobilenet_v3_small_100", 48, ["MINDIR", "ONNX"], True, False, 1, "")  # old --image_size, alias canonical
+    assert (cfg.model, cfg.image_size, cfg.file_format, cfg.no_check, cfg.force, cfg.batch_size, cfg.output) == (
+        "mobilenet_v3_small_100", 48, ["MINDIR", "ONNX"], True, False, 1, "")
     assert not hasattr(cfg, "lr") and not hasattr(cfg, "backend")
     cfg = parse_args("convert", ["--model", "mobilenet_v2_100", "--input", "w.npz", "--output=w.ckpt",
                                  "--skip_padding_check", "--bn_eps", "1e-3", "--force"])
@@ -219,11 +240,11 @@ def test_benchmark_options_go_through_the_same_parser(monkeypatch):
 
     cfg = bench("--data", "--data-root", "/data/a-b", "--workers", "1", "--batch-size", "8", "--image-size", "64",
                 "--profile-repeats", "2", "--mindcv-path", "a:b", "--no-onnx", "True", "--json=/tmp/x-y.json")
-    assert (cfg.data, cfg.data_root, cfg.workers, cfg.batch_size, cfg.image_resize, cfg.profile_repeats) == (
+    assert (cfg.data, cfg.data_root, cfg.workers, cfg.batch_size, cfg.image_size, cfg.profile_repeats) == (
         True, "/data/a-b", [1], 8, 64, 2)  # values keep their '-'
     assert (cfg.mindcv_path, cfg.no_onnx, cfg.json, cfg.train, cfg.no_mindcv) == ("a:b", True, "/tmp/x-y.json",
                                                                                  False, False)
-    assert (bench().image_resize, bench().batch_size, bench().infer_image_size) == (224, 64, None)
+    assert (bench().image_size, bench().batch_size, bench().infer_image_size) == (224, 64, None)
     with pytest.raises(ConfigError, match="unknown option --data_rot; did you mean 'data_root'"):
         bench("--data-rot", "x")
     with pytest.raises(ConfigError, match="'train_modes' must be one of 0, 1"):

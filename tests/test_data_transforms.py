@@ -60,6 +60,18 @@ def test_bad_auto_augment_is_a_clear_error(config):
         create_transforms("imagenet", 48, is_training=True, auto_augment=config)
 
 
+def test_mindcv_image_resize_keyword_is_image_size():
+    """mindcv's create_transforms(dataset_name, image_resize=...) still works: the same transforms as image_size=."""
+    for dataset, training in (("imagenet", True), ("imagenet", False), ("cifar10", False)):
+        ours = create_transforms(dataset, image_size=48, is_training=training)
+        theirs = create_transforms(dataset, image_resize=48, is_training=training)
+        assert [type(o).__name__ for o in ours] == [type(o).__name__ for o in theirs]
+        assert _apply(theirs).shape == (3, 48, 48)
+    assert _apply(create_transforms("imagenet")).shape == (3, 224, 224)  # neither: 224
+    with pytest.raises(ConfigError, match="image_size or mindcv's image_resize, not both"):
+        create_transforms("imagenet", 48, image_resize=64)
+
+
 def test_bad_options_are_clear_errors():
     with pytest.raises(ConfigError, match="unknown transform option.*hlfip"):
         create_transforms("imagenet", 48, hlfip=0.5)

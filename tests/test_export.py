@@ -159,7 +159,7 @@ def test_export_takes_the_training_runs_resolution(tmp_path):
     assert (resolved(cfg).dataset, resolved(cfg).image_size) == ("cifar10_demo", 48)
     (result,) = run_export(cfg)
     assert result.input_shape == [None, 3, 48, 48] and os.path.isfile(tmp_path / "out.onnx")  # any batch
-    assert resolved(parse_args("export", argv + ["--image_size", "40"])).image_size == 40  # the old spelling wins
+    assert resolved(parse_args("export", argv + ["--image_size", "40"])).image_size == 40  # the command line wins
     run_config.unlink()
     assert resolved(parse_args("export", argv)).image_size == 224
 

@@ -167,7 +167,7 @@ def test_training_run_preprocessing_is_adopted(tmp_path):
     cfg = parse_args("infer", ["--model", "mobilenet_v1_025", "--ckpt_path", ckpt, "--image_path", "a.jpg"])
     settings = resolved(cfg)
     assert (settings.dataset, settings.image_size, settings.crop_pct) == ("cifar10_demo", 48, 1.0)
-    assert (cfg.dataset, cfg.image_resize) == (None, None)  # the resolver writes nothing back
+    assert (cfg.dataset, cfg.image_size) == (None, None)  # the resolver writes nothing back
     cfg = parse_args("infer", ["--model", "mobilenet_v1_025", "--ckpt_path", ckpt, "--image_path", "a.jpg",
                                "--image_resize", "96"])
     assert resolved(cfg).image_size == 96  # the command line wins

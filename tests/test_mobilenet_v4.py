@@ -54,7 +54,7 @@ def test_registry_names_aliases_and_timm_data_configs(caplog):
     for arch, (size, crop, test_size, test_crop) in expected.items():
         config = get_model_config(f"mobilenetv4_{arch}")  # timm's name is an alias
         assert config is get_model_config(f"mobilenet_v4_{arch}")
-        assert (config.image_size, config.crop_pct, config.test_input_size[-1], config.test_crop_pct) == (
+        assert (config.image_size, config.crop_pct, config.test_image_size, config.test_crop_pct) == (
             size, crop, test_size, test_crop)
         assert config.interpolation == "bicubic"
         assert config.mean == pytest.approx((123.675, 116.28, 103.53)) and config.std == pytest.approx(

@@ -43,7 +43,7 @@ def test_registry_has_every_variant():
         for res in (128, 160, 192, 224):  # mindcv's earlier names (mobilenet_v1_100_224), one network per width
             name = f"mobilenet_v1_{width}_{res}"
             assert mm.is_model(name)
-            assert get_model_config(name).input_size == (3, res, res)
+            assert get_model_config(name).image_size == res
             assert get_model_config(name).url == get_model_config(f"mobilenet_v1_{width}").url
         assert get_model_config(f"mobilenet_v1_{width}_224") == get_model_config(f"mobilenet_v1_{width}")
     for width in ("035", "050", "075", "100", "130", "140"):
@@ -51,7 +51,7 @@ def test_registry_has_every_variant():
         for res in (96, 128, 160, 192, 224):
             name = f"mobilenet_v2_{width}_{res}"
             assert mm.is_model(name)
-            assert get_model_config(name).input_size == (3, res, res)
+            assert get_model_config(name).image_size == res
     assert mm.list_models("mobilenet_v3*") == [
         "mobilenet_v3_large_075", "mobilenet_v3_large_100", "mobilenet_v3_small_075", "mobilenet_v3_small_100"]
     assert all(get_model_config(n).num_classes == 1000 for n in ALL_MODELS)

@@ -179,6 +179,25 @@ def test_run_checkpoint_is_the_best_else_the_newest_periodic(tmp_path):
     assert run_checkpoint(str(tmp_path), MODEL) == str(tmp_path / f"{MODEL}_best.ckpt")
 
 
+def test_an_older_runs_config_yaml_is_read_under_todays_names(tmp_path):
+    """A run's config.yaml saves the input size as image_size; one written by an older train.py holds mindcv's
+    image_resize, and validate/infer/export still take its input size from it (a file with both: image_size)."""
+    from mindcv_mobilenet.data.preprocessing import resolve_data_config
+    from mindcv_mobilenet.engine.checkpoint_manager import read_run_config
+    from mindcv_mobilenet.inference.loading import training_run_config
+    from mindcv_mobilenet.models import get_model_config
+
+    run_config = tmp_path / "config.yaml"
+    run_config.write_text(f"dataset: cifar10_demo\nimage_resize: 48\nmodel: {MODEL}\n")
+    assert read_run_config(str(run_config)) == {"dataset": "cifar10_demo", "image_size": 48, "model": MODEL}
+    cfg = parse_args("validate", ["--model", MODEL, "--ckpt_path", str(tmp_path / "m.ckpt")])
+    settings = resolve_data_config(cfg, get_model_config(MODEL), training_run_config(cfg))
+    assert (settings.dataset, settings.image_size) == ("cifar10_demo", 48)
+    assert settings.as_settings()["image_size"] == 48 and "image_resize" not in settings.as_settings()  # as saved now
+    run_config.write_text("image_resize: 48\nimage_size: 64\n")
+    assert read_run_config(str(run_config)) == {"image_size": 64}
+
+
 @pytest.mark.parametrize("kind", ["validate", "infer", "export"])
 def test_no_weights_named_means_the_runs_checkpoint_with_its_preprocessing(kind, tmp_path, monkeypatch, capsys):
     """The run's checkpoint is taken as if given with --ckpt_path: its config.yaml decides the data set (over the

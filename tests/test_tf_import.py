@@ -149,7 +149,7 @@ def test_tf_variants_are_registered():
 def test_tf_models_carry_tf_preprocessing_and_share_parameters():
     config = get_model_config("tf_mobilenet_v1_075_192")
     assert config.mean == config.std == (127.5, 127.5, 127.5) and config.crop_pct == 0.875
-    assert config.input_size == (3, 192, 192) and config.interpolation == "bilinear"
+    assert config.image_size == 192 and config.interpolation == "bilinear"
     assert get_model_config("tf_mobilenet_v3_small_100").image_size == 224
     for tf_name, name in (("tf_mobilenet_v1_050", "mobilenet_v1_050"), ("tf_mobilenet_v3_large_075",
                                                                          "mobilenet_v3_large_075")):

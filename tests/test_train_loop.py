@@ -68,7 +68,7 @@ def test_training_leaves_the_options_as_parsed_and_saves_the_preprocessing_it_us
     train(cfg)
     assert vars(cfg) == vars(before)
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
-    assert saved["dataset"] == "cifar10_demo" and saved["image_resize"] == 32 and saved["crop_pct"] is None
+    assert saved["dataset"] == "cifar10_demo" and saved["image_size"] == 32 and saved["crop_pct"] is None
     np.testing.assert_allclose(saved["mean"], CIFAR10_MEAN)
     np.testing.assert_allclose(saved["std"], CIFAR10_STD)
     assert saved["interpolation"] in ("bilinear", "bicubic")

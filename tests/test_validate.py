@@ -127,7 +127,7 @@ def cifar_model(base):
 def _cfg(**kw) -> SimpleNamespace:
     values = {"dataset": "cifar10_demo", "data_dir": "", "val_split": "val", "num_samples": 90, "batch_size": 16,
               "num_parallel_workers": 1, "dataset_download": False, "model": "mobilenet_v1_025", "backend": "mindspore",
-              "mode": 0, "ckpt_path": "", "image_resize": 32, "crop_pct": None, "interpolation": "bilinear",
+              "mode": 0, "ckpt_path": "", "image_size": 32, "crop_pct": None, "interpolation": "bilinear",
               "mean": None, "std": None, "precision": "fp32", "calib_dir": "", "calib_images": 300}
     values.update(kw)
     return SimpleNamespace(**values)

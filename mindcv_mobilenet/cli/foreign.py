@@ -41,7 +41,7 @@ FOREIGN_KEYS: dict[str, ForeignKey] = {k.name: k for k in (
     ForeignKey("arch", "model", "model_zoo: mobilenetv1, mobilenetv2, mobilenetv3 (= _large) or mobilenetv3_small; "
                "with alpha and resize it picks the registered model"),
     ForeignKey("alpha", "model", "model_zoo: width multiplier of arch (default 1.0)"),
-    ForeignKey("resize", "image_resize", "model_zoo: input resolution (with arch also the model's resolution)"),
+    ForeignKey("resize", "image_size", "model_zoo: input resolution (with arch also the model's resolution)"),
     ForeignKey("data_url", "data_dir", "model_zoo: data set folder (infer.py: images)", infer_target="image_path"),
     ForeignKey("dataset_path", "data_dir", "model_zoo: data set folder (infer.py: images)",
                infer_target="image_path"),

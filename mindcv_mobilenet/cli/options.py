@@ -104,7 +104,8 @@ class Option:
         return dict(self.kind_defaults).get(kind, self.default)
 
     def convert(self, value: Any, where: str) -> Any:
-        """Check and convert a value; a bad one is a ConfigError saying where it came from."""
+        """Check and convert a value; a bad one is a ConfigError saying where it came from and naming the key by each
+        of its spellings (the value may have come under an alias)."""
         if self.optional and _is_none(value):
             return None
         try:
@@ -116,14 +117,18 @@ class Option:
                     raise ValueError(f"expected one value, got a list {list(value)!r}")
                 converted = self.type(value)
         except (TypeError, ValueError) as err:
-            raise ConfigError(f"{where}: bad value for '{self.name}': {err}") from None
+            raise ConfigError(f"{where}: bad value for {self._spelt()}: {err}") from None
         if self.choices is not None:
             values = converted if self.nargs else [converted]
             bad = [v for v in values if v not in self.choices]
             if bad:
                 shown = ", ".join(str(c) for c in self.choices)
-                raise ConfigError(f"{where}: '{self.name}' must be one of {shown}, not {bad[0]!r}")
+                raise ConfigError(f"{where}: {self._spelt()} must be one of {shown}, not {bad[0]!r}")
         return converted
+
+    def _spelt(self) -> str:
+        """``'image_size'`` (or ``'image_size' (or image_resize, img_size)``) for messages."""
+        return f"'{self.name}'" + (f" (or {', '.join(self.aliases)})" if self.aliases else "")
 
 
 def _opt(name, type_, default, help_, kinds=_TVI, group="system", required=(), **kw) -> Option:
@@ -177,9 +182,9 @@ OPTIONS: tuple[Option, ...] = (
     _opt("normalize_on_device", str2bool, False, "uint8 batches, normalised in the network's first op instead of "
          "per image on the host (not with mixup, cutmix, re_prob)", _T, "dataset"),
     # augmentation
-    _opt("image_resize", _int, None, "input resolution (training and evaluation crop; export: the file's input); None: "
+    _opt("image_size", _int, None, "input resolution (training and evaluation crop; export: the file's input); None: "
          "the run's, else the data set's (CIFAR-10: 96), else the model's (benchmark: 224)", _MODEL | {"benchmark"},
-         "augmentation", optional=True, aliases=("image_size",), kind_defaults=(("benchmark", 224),)),
+         "augmentation", optional=True, aliases=("image_resize", "img_size"), kind_defaults=(("benchmark", 224),)),
     _opt("scale", _float, [0.08, 1.0], "RandomResizedCrop area range", _T, "augmentation", nargs="+"),
     _opt("ratio", _float, [0.75, 1.333], "RandomResizedCrop aspect range", _T, "augmentation", nargs="+"),
     _opt("hflip", _float, 0.5, "horizontal flip probability", _T, "augmentation"),

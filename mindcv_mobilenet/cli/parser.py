@@ -55,7 +55,7 @@ class Config(argparse.Namespace):
 SYNONYMS = {
     "lerning_rate": "lr", "epochs": "epoch_size", "num_epochs": "epoch_size",
     "optimizer": "opt", "optim": "opt", "model_name": "model", "data": "data_dir",
-    "data_path": "data_dir", "img_size": "image_resize", "resume_from": "resume",
+    "data_path": "data_dir", "resume_from": "resume",
     "checkpoint": "ckpt_path", "output_dir": "ckpt_save_dir",
     "smoothing": "label_smoothing", "warmup": "warmup_epochs", "wd": "weight_decay",
     "workers": "num_parallel_workers", "amp": "amp_level",
@@ -273,7 +273,7 @@ def _copy(value: Any) -> Any:
 
 def _check(cfg: Config, kind: str) -> None:
     """Cross-key checks and mindcv spellings folded into one meaning."""
-    for key in ("batch_size", "image_resize", "in_channels"):
+    for key in ("batch_size", "image_size", "in_channels"):
         if key in cfg and getattr(cfg, key) is not None and getattr(cfg, key) <= 0:
             raise ConfigError(f"{key} must be positive, not {getattr(cfg, key)}")
     if getattr(cfg, "num_classes", None) is not None and cfg.num_classes <= 0:

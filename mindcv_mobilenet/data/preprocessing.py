@@ -1,7 +1,7 @@
 """The one place that decides how images are prepared for a model: resolution, evaluation crop, interpolation and
 normalisation (timm's ``resolve_data_config``). train, validate, infer and export all ask :func:`resolve_data_config`.
 
-The recipe's keys (``image_resize``, ``crop_pct``, ``interpolation``, ``mean``, ``std``) win where set; unset (None)
+The recipe's keys (``image_size``, ``crop_pct``, ``interpolation``, ``mean``, ``std``) win where set; unset (None)
 they mean "the model's" for photos of any size (ImageNet-style folders, image files): a published model is only as
 accurate as its inputs match its training (224 px, crop 0.875, bilinear, ImageNet statistics for most of these, TF's
 [-1, 1] for the ``tf_`` ones). CIFAR-10 has its own defaults (:data:`~.constants.DATASETS`: 96 px, CIFAR statistics,
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ..models.registry import ModelConfig
 
 # how images are prepared: unset (None), they mean the training run's, else the data set's, else the model's
-PREPROCESSING_KEYS = ("dataset", "image_resize", "crop_pct", "interpolation", "mean", "std")
+PREPROCESSING_KEYS = ("dataset", "image_size", "crop_pct", "interpolation", "mean", "std")
 
 
 @dataclass(frozen=True)
@@ -51,13 +51,12 @@ class DataConfig:
         options: dict[str, Any] = {"interpolation": self.interpolation, "mean": list(self.mean), "std": list(self.std)}
         if self.crop_pct is not None and not training:
             options["crop_pct"] = self.crop_pct
-        return create_transforms(self.dataset, image_resize=self.image_size, is_training=training,
+        return create_transforms(self.dataset, image_size=self.image_size, is_training=training,
                                  auto_augment=auto_augment, separate=separate, **options, **augmentation)
 
     def as_settings(self) -> dict[str, Any]:
         """The recipe keys this config stands for (written to a run's ``config.yaml``)."""
         values = asdict(self)
-        values["image_resize"] = values.pop("image_size")
         values["mean"], values["std"] = list(self.mean), list(self.std)
         return values
 
@@ -94,7 +93,7 @@ def resolve_data_config(args: Any, model: ModelConfig, run_config: Mapping[str, 
         crop_pct = 1.0
     return DataConfig(
         dataset=spec.name,
-        image_size=int(values["image_resize"] or spec.image_size or model.image_size),
+        image_size=int(values["image_size"] or spec.image_size or model.image_size),
         crop_pct=crop_pct,
         interpolation=interpolation or model.interpolation,
         mean=tuple(mean or spec.mean or model.mean),

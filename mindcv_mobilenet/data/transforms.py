@@ -63,7 +63,7 @@ def _final(mean, std, re_prob: float, re_scale, re_ratio, re_value, re_max_attem
 
 
 def transforms_imagenet_train(
-    image_resize: Size = 224,
+    image_size: Size = 224,
     scale=(0.08, 1.0),
     ratio=(0.75, 1.333),
     hflip: float = 0.5,
@@ -84,7 +84,7 @@ def transforms_imagenet_train(
     """RandomResizedCrop + flips, then auto-augment or colour jitter, then Normalize, HWC2CHW, RandomErasing."""
     del crop_pct  # eval-only; accepted so one kwargs dict serves both modes
     inter = _interpolation(interpolation)
-    primary = [vision.RandomResizedCrop(image_resize, scale=tuple(scale), ratio=tuple(ratio), interpolation=inter)]
+    primary = [vision.RandomResizedCrop(image_size, scale=tuple(scale), ratio=tuple(ratio), interpolation=inter)]
     if hflip > 0:
         primary.append(vision.RandomHorizontalFlip(prob=hflip))
     if vflip > 0:
@@ -95,32 +95,32 @@ def transforms_imagenet_train(
 
 
 def transforms_imagenet_eval(
-    image_resize: Size = 224,
+    image_size: Size = 224,
     crop_pct: float = DEFAULT_CROP_PCT,
     mean=IMAGENET_DEFAULT_MEAN,
     std=IMAGENET_DEFAULT_STD,
     interpolation: str = "bilinear",
     **_train_only,
 ) -> list:
-    """Resize the shorter side to ``image_resize / crop_pct``, center-crop ``image_resize``, Normalize, HWC2CHW."""
-    return _resize_center_crop(image_resize, crop_pct, _interpolation(interpolation)) + [
+    """Resize the shorter side to ``image_size / crop_pct``, center-crop ``image_size``, Normalize, HWC2CHW."""
+    return _resize_center_crop(image_size, crop_pct, _interpolation(interpolation)) + [
         vision.Normalize(mean=list(mean), std=list(std)),
         vision.HWC2CHW(),
     ]
 
 
-def _resize_center_crop(image_resize: Size, crop_pct: float, inter) -> list:
-    """Resize to ``image_resize / crop_pct`` (the shorter side for a square size), then center-crop ``image_resize``."""
-    if isinstance(image_resize, (tuple, list)) and image_resize[0] != image_resize[1]:
-        scale_size: Size = tuple(int(math.floor(x / crop_pct)) for x in image_resize)
+def _resize_center_crop(image_size: Size, crop_pct: float, inter) -> list:
+    """Resize to ``image_size / crop_pct`` (the shorter side for a square size), then center-crop ``image_size``."""
+    if isinstance(image_size, (tuple, list)) and image_size[0] != image_size[1]:
+        scale_size: Size = tuple(int(math.floor(x / crop_pct)) for x in image_size)
     else:
-        side = image_resize[0] if isinstance(image_resize, (tuple, list)) else image_resize
+        side = image_size[0] if isinstance(image_size, (tuple, list)) else image_size
         scale_size = int(math.floor(side / crop_pct))
-    return [vision.Resize(scale_size, interpolation=inter), vision.CenterCrop(image_resize)]
+    return [vision.Resize(scale_size, interpolation=inter), vision.CenterCrop(image_size)]
 
 
 def transforms_cifar(
-    image_resize: Size = 32,
+    image_size: Size = 32,
     is_training: bool = False,
     hflip: float = 0.5,
     auto_augment: str | None = None,
@@ -137,21 +137,21 @@ def transforms_cifar(
     separate: bool = False,
     **_imagenet_only,
 ):
-    """32 px images: pad-4 random crop + flip for training; resize to ``image_resize`` when it is not 32.
+    """32 px images: pad-4 random crop + flip for training; resize to ``image_size`` when it is not 32.
 
     Evaluation resizes the whole image (no crop) unless ``crop_pct`` is given.
     """
     inter = _interpolation(interpolation)
-    native = image_resize in (32, (32, 32), [32, 32])
+    native = image_size in (32, (32, 32), [32, 32])
     primary = []
     if is_training:
         primary += [vision.RandomCrop((32, 32), padding=(4, 4, 4, 4))]
         if hflip > 0:
             primary.append(vision.RandomHorizontalFlip(prob=hflip))
     if crop_pct and not is_training:
-        primary += _resize_center_crop(image_resize, crop_pct, inter)
+        primary += _resize_center_crop(image_size, crop_pct, inter)
     elif not native:
-        size = tuple(image_resize) if isinstance(image_resize, (tuple, list)) else (image_resize, image_resize)
+        size = tuple(image_size) if isinstance(image_size, (tuple, list)) else (image_size, image_size)
         primary.append(vision.Resize(size, interpolation=inter))
     secondary = _secondary(auto_augment, color_jitter, inter, mean) if is_training else []
     final = _final(mean, std, re_prob if is_training else 0.0, re_scale, re_ratio, re_value, re_max_attempts)
@@ -177,28 +177,34 @@ def _check_options(kwargs: dict) -> None:
     known = set()
     for fn in (transforms_imagenet_train, transforms_imagenet_eval, transforms_cifar):
         known |= {p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD}
-    unknown = sorted(set(kwargs) - known - {"is_training", "image_resize", "auto_augment", "separate"})
+    unknown = sorted(set(kwargs) - known - {"is_training", "auto_augment", "separate"})
     if unknown:
         raise ConfigError(f"unknown transform option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
 
 
 def create_transforms(
     dataset_name: str = "",
-    image_resize: Size = 224,
+    image_size: Size | None = None,
     is_training: bool = False,
     auto_augment: str | None = None,
     separate: bool = False,
     **kwargs,
 ):
-    """Transform list for ``dataset_name`` ('' / imagenet / folder: ImageNet recipe; cifar10 / cifar10_demo).
+    """Transform list for ``dataset_name`` ('' / imagenet / folder: ImageNet recipe; cifar10 / cifar10_demo) at
+    ``image_size`` px (None: 224); mindcv's keyword for it, ``image_resize=``, is accepted too.
 
     ``kwargs`` are the recipe options (scale, ratio, hflip, vflip, color_jitter, interpolation, crop_pct, mean, std,
     re_prob, ...). With ``separate=True`` training returns (primary, secondary, final) lists for augment splits.
     """
+    if "image_resize" in kwargs:  # mindcv's create_transforms(dataset_name, image_resize=224, ...)
+        if image_size is not None:
+            raise ConfigError("give the transforms' image_size or mindcv's image_resize, not both")
+        image_size = kwargs.pop("image_resize")
+    image_size = 224 if image_size is None else image_size
     _check_options(kwargs)
     if not dataset_spec((dataset_name or "folder").lower()).is_folder:
-        return transforms_cifar(image_resize, is_training=is_training, auto_augment=auto_augment, separate=separate,
+        return transforms_cifar(image_size, is_training=is_training, auto_augment=auto_augment, separate=separate,
                                 **kwargs)
     if is_training:
-        return transforms_imagenet_train(image_resize, auto_augment=auto_augment, separate=separate, **kwargs)
-    return transforms_imagenet_eval(image_resize, **kwargs)
+        return transforms_imagenet_train(image_size, auto_augment=auto_augment, separate=separate, **kwargs)
+    return transforms_imagenet_eval(image_size, **kwargs)

@@ -37,6 +37,8 @@ _logger = logging.getLogger("mindcv_mobilenet")
 STATE_PREFIX = "train_state."
 OPT_PREFIX = STATE_PREFIX + "opt."
 RUN_CONFIG_FILE = "config.yaml"  # a run folder's resolved options: train.py -c <it> runs it again
+# keys a run's config.yaml written by an older train.py holds under another name -> the name now
+RENAMED_RUN_KEYS = {"image_resize": "image_size"}
 
 
 @dataclass(frozen=True)
@@ -154,8 +156,9 @@ def write_run_config(values: Mapping[str, Any], path: str) -> str:
 
 
 def read_run_config(path: str) -> dict[str, Any]:
-    """The options a run's ``config.yaml`` holds (as :func:`write_run_config` wrote them); a file that is not YAML
-    ``key: value`` lines is a ConfigError."""
+    """The options a run's ``config.yaml`` holds (as :func:`write_run_config` wrote them), under today's names (an
+    older run's ``image_resize`` is ``image_size``: :data:`RENAMED_RUN_KEYS`); a file that is not YAML ``key: value``
+    lines is a ConfigError."""
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f)
@@ -163,7 +166,8 @@ def read_run_config(path: str) -> dict[str, Any]:
         raise ConfigError(f"not a readable YAML file: {str(err).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"must hold 'key: value' lines, not a {type(data).__name__}")
-    return data
+    return {RENAMED_RUN_KEYS.get(k, k): v for k, v in data.items()
+            if not (k in RENAMED_RUN_KEYS and RENAMED_RUN_KEYS[k] in data)}  # both: today's name wins
 
 
 class CheckpointManager:

@@ -78,7 +78,7 @@ def _mindcv_config(tag: str, res: int) -> ModelConfig:
     row = WIDTHS[tag]
     published = res == 224
     return ModelConfig(url=_MINDCV_URL + row.file, sha256=row.sha256, weights_image_size=None if published else 224,
-                       checkpoint_num_classes=1001, input_size=(3, res, res),
+                       checkpoint_num_classes=1001, image_size=res,
                        top1=row.top1 if published else None, top5=row.top5 if published else None,
                        paper_params_m=row.params_m if published else None,
                        paper_macs_m=row.macs_m if published else None)

@@ -85,7 +85,7 @@ def _mindcv_config(tag: str, res: int) -> ModelConfig:
     row = WIDTHS[tag]
     published = res == 224 and bool(row.file)
     return ModelConfig(url=_MINDCV_URL + row.file if row.file else "", sha256=row.sha256,
-                       weights_image_size=224 if row.file and res != 224 else None, input_size=(3, res, res),
+                       weights_image_size=224 if row.file and res != 224 else None, image_size=res,
                        top1=row.top1 if published else None, top5=row.top5 if published else None,
                        paper_params_m=row.params_m if res == 224 else None,
                        paper_macs_m=row.macs_m if res == 224 else None)

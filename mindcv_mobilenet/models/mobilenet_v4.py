@@ -294,8 +294,8 @@ VARIANTS = {
 }
 
 for _name, (_arch, _size, _crop, _test_size, _test_crop, _params, _macs) in VARIANTS.items():
-    _config = ModelConfig(input_size=(3, _size, _size), crop_pct=_crop, interpolation="bicubic",
-                          test_input_size=(3, _test_size, _test_size), test_crop_pct=_test_crop,
+    _config = ModelConfig(image_size=_size, crop_pct=_crop, interpolation="bicubic",
+                          test_image_size=_test_size, test_crop_pct=_test_crop,
                           paper_params_m=_params, paper_macs_m=_macs, paper_note=PAPER_NOTE)
     _doc = f"MobileNetV4-{_arch.replace('_', '-').title()} (timm's mobilenetv4_{_arch})."
     register_variant(_name, _config, MobileNetV4, _doc, arch=_arch)

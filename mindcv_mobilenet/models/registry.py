@@ -31,8 +31,9 @@ class ModelConfig:
     ``weights_image_size``: the input size the published weights were trained at when the model's default input
     differs (mindcv publishes V1/V2 weights at 224 px only; the network is the same at every size).
     ``paper_note``: one line saying why the measured network differs from the paper's figures, where it does.
-    ``test_input_size``/``test_crop_pct``: timm's larger evaluation size for the weights, where it has one (a recipe's
-    ``image_resize``/``crop_pct`` select it; the default stays ``input_size``).
+    ``image_size``: the square input resolution in pixels the model is built and evaluated at by default.
+    ``test_image_size``/``test_crop_pct``: timm's larger evaluation size for the weights, where it has one (a recipe's
+    ``image_size``/``crop_pct`` select it; the default stays ``image_size``).
     ``mean``/``std`` are on the 0..255 pixel scale, as everywhere in the suite. The classifier's name is the model
     class's (:func:`classifier_name`).
     """
@@ -41,9 +42,9 @@ class ModelConfig:
     sha256: str = ""
     num_classes: int = 1000
     checkpoint_num_classes: int = 1000
-    input_size: tuple[int, int, int] = (3, 224, 224)
+    image_size: int = 224
     crop_pct: float = 0.875
-    test_input_size: tuple[int, int, int] | None = None
+    test_image_size: int | None = None
     test_crop_pct: float | None = None
     interpolation: str = "bilinear"
     mean: tuple[float, float, float] = IMAGENET_DEFAULT_MEAN
@@ -55,10 +56,6 @@ class ModelConfig:
     paper_params_m: float | None = None
     paper_macs_m: float | None = None
     paper_note: str = ""
-
-    @property
-    def image_size(self) -> int:
-        return self.input_size[-1]
 
 
 _model_constructors: dict[str, Callable[..., nn.Cell]] = {}

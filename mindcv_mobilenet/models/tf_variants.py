@@ -15,7 +15,7 @@ TF_MEAN = (127.5, 127.5, 127.5)
 TF_STD = (127.5, 127.5, 127.5)
 
 
-def tf_config(resolution: int = 224, **fields) -> ModelConfig:
+def tf_config(image_size: int = 224, **fields) -> ModelConfig:
     """A default config with TF-slim's evaluation preprocessing: [-1, 1] inputs, 87.5% center crop, bilinear."""
-    return ModelConfig(input_size=(3, resolution, resolution), crop_pct=0.875, interpolation="bilinear",
-                       mean=TF_MEAN, std=TF_STD, **fields)
+    return ModelConfig(image_size=image_size, crop_pct=0.875, interpolation="bilinear", mean=TF_MEAN, std=TF_STD,
+                       **fields)
