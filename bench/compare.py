@@ -25,7 +25,7 @@ import sys
 
 import numpy as np
 
-from .isa import ENVIRONMENTS
+from .isa import row_environment
 from .layout import REPO_ROOT
 from .timing import first_and_median
 
@@ -99,11 +99,7 @@ def worker(variant: str, name: str, mode: str, infer_batches: list[int], train_b
 def run_row(variant: str, name: str, mode: str, infer_batches: list[int], train_batch: int, repeats: int,
             isa: str = "native", timeout: float = 1800) -> dict:
     """One row in a fresh Python process with the variant's environment, capped by ``isa``'s (bench/isa.py)."""
-    env = dict(os.environ)
-    env.pop("ONEDNN_MAX_CPU_ISA", None)
-    env.pop("DNNL_MAX_CPU_ISA", None)
-    env.update(VARIANTS[variant])
-    env.update(ENVIRONMENTS[isa])
+    env = row_environment(isa, uncapped=True, variant=VARIANTS[variant])
     spec = json.dumps({"variant": variant, "name": name, "mode": mode, "infer_batches": infer_batches,
                        "train_batch": train_batch, "repeats": repeats})
     proc = subprocess.run([sys.executable, "-m", "bench.compare", spec], env=env, cwd=REPO_ROOT,

@@ -16,6 +16,7 @@ without ``--isa avx2`` PyTorch's oneDNN runs at its default, the CPU's best.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 from mindcv_mobilenet.kernels import ISA_ENV as KERNEL_ISA_ENV
 from mindcv_mobilenet.kernels import ISA_FLAGS, kernel_isa
@@ -36,13 +37,15 @@ def apply(isa: str) -> None:
     os.environ.update(ENVIRONMENTS[isa])
 
 
-def row_environment(isa: str, torch: bool = False) -> dict:
-    """The environment of one row's process: this one's (with the package's own oneDNN cap, except for a PyTorch row)
-    and ``isa``'s."""
+def row_environment(isa: str, uncapped: bool = False, variant: Mapping[str, str] | None = None) -> dict:
+    """The environment of one row's process: this one's and ``isa``'s. ``uncapped``: without the oneDNN cap this
+    package puts into this process (a PyTorch row; bench/compare.py's rows, whose ``variant`` environment, applied
+    before ``isa``'s, sets a cap of its own or leaves the package to set it)."""
     env = dict(os.environ)
-    if torch:
+    if uncapped:
         env.pop("ONEDNN_MAX_CPU_ISA", None)
         env.pop("DNNL_MAX_CPU_ISA", None)
+    env.update(variant or {})
     env.update(ENVIRONMENTS[isa])
     return env
 
@@ -68,7 +71,7 @@ def describe(isa: str) -> dict:
         kind = "an AVX2-only CPU approximated on this AVX-512 one"
     else:
         kind = "this CPU, which has no AVX-512 (the caps change nothing)"
-    ours, theirs = row_environment(isa), row_environment(isa, torch=True)
+    ours, theirs = row_environment(isa), row_environment(isa, uncapped=True)
     kernels = kernel_isa()  # after apply(isa): the value ours has
     best = "the CPU's best"
     return {"cpu": model, "cpu_flags": flags, "isa": isa, "kind": kind,

@@ -160,7 +160,7 @@ def run_row(python: str, side: str, spec: dict, isa: str = "native", timeout: fl
     """One row in a fresh ``python`` process (``side``: 'ours', 'peak' or 'torch') with ``isa``'s environment."""
     from .isa import row_environment  # here: the PyTorch interpreter that imports this module has no MindSpore
 
-    env = dict(row_environment(isa, torch=side == "torch"), OMP_NUM_THREADS=str(THREADS))
+    env = dict(row_environment(isa, uncapped=side == "torch"), OMP_NUM_THREADS=str(THREADS))
     proc = subprocess.run([python, "-m", "bench.torch_compare", side, json.dumps(spec)], env=env, cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=timeout)
     for line in proc.stdout.splitlines():
