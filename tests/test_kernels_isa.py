@@ -274,10 +274,10 @@ def test_benchmark_isa_switch_caps_every_row_of_both_frameworks(monkeypatch):
 
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # what `import mindcv_mobilenet` sets
     for torch in (False, True):
-        env = isa.row_environment("avx2", torch=torch)
+        env = isa.row_environment("avx2", uncapped=torch)
         assert (env["ONEDNN_MAX_CPU_ISA"], env["ATEN_CPU_CAPABILITY"], env[kernels.ISA_ENV]) == ("AVX2", "avx2", "avx2")
     assert isa.row_environment("native")["ONEDNN_MAX_CPU_ISA"] == "AVX2"
-    assert "ONEDNN_MAX_CPU_ISA" not in isa.row_environment("native", torch=True)
+    assert "ONEDNN_MAX_CPU_ISA" not in isa.row_environment("native", uncapped=True)
     assert parse_args("benchmark", ["--torch", "--isa", "avx2"], extra=BENCHMARK_OPTIONS).isa == "avx2"
     with pytest.raises(ConfigError, match="isa"):
         parse_args("benchmark", ["--torch", "--isa", "avx512"], extra=BENCHMARK_OPTIONS)
