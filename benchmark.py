@@ -330,10 +330,16 @@ def bench_torch(args: Config) -> dict:
         raise ConfigError(f"--torch needs --torch_python: the python of a virtualenv with torch and torchvision, and "
                           f"timm for the MobileNetV4 rows (pip install torch==2.13.0+cpu; torchvision==0.28 --no-deps; "
                           f"timm --no-deps), not {args.torch_python!r}")
+    for key in ("torch_rounds", "torch_repeats", "torch_batch"):
+        if getattr(args, key) < 1:
+            raise ConfigError(f"--{key} {getattr(args, key)}: expected a positive number")
+    turns = (f"{args.torch_rounds} rounds of {args.torch_repeats} steps per row, the three rows of a model and task "
+             "taking turns" if args.torch_rounds > 1 else f"{args.torch_repeats} steps per row, back to back")
     print(f"ours vs PyTorch eager, fp32, batch {args.torch_batch}, {THREADS} threads, fresh process per row; "
-          f"{', '.join(f'{task} at {size} px' for task, size in TASKS.items())}; median of {args.torch_repeats} steps "
-          "after the first call")
-    return {"rows": compare(args.torch_models, args.torch_python, args.torch_batch, args.torch_repeats, args.isa)}
+          f"{', '.join(f'{task} at {size} px' for task, size in TASKS.items())}; after the first call, {turns}; "
+          "median step")
+    return {"rows": compare(args.torch_models, args.torch_python, args.torch_batch, args.torch_repeats, args.isa,
+                            args.torch_rounds)}
 
 
 def _option(name: str, type_, default, help_: str, group: str, **kw) -> Option:
@@ -401,7 +407,10 @@ BENCHMARK_OPTIONS = (
                                   "mobilenet_v4_conv_small", "mobilenet_v4_hybrid_medium"],
             "models (those torchvision or timm also has)", _TORCH, nargs="+"),
     _option("torch_batch", int, 32, "batch", _TORCH),
-    _option("torch_repeats", int, 5, "timed steps after the first call", _TORCH),
+    _option("torch_repeats", int, 5, "timed steps after the first call (per round)", _TORCH),
+    _option("torch_rounds", int, 1, "rounds in which a model and task's rows (ours, PyTorch NCHW, PyTorch "
+            "channels_last) take turns, repeats steps each, so that the machine's slow periods fall on all of them "
+            "(1: one after the other)", _TORCH),
 )
 
 

@@ -10,15 +10,28 @@ CPU wheels, and ``timm`` for the MobileNetV4 rows), so this package's environmen
 process gets the instruction-set environment of :mod:`.isa` (``--isa``) and reports what it ran with: PyTorch's ATen
 capability, our kernels' cap.
 
-    python -m bench.torch_compare torch '{"name": "mobilenet_v2_100", "task": "train", ...}'   # one row (internal)
+Rounds (``--torch_rounds``): the machines this runs on (shared cloud VMs) slow down by up to a third for tens of
+seconds at a time, which a row of a few seconds catches or misses, so two rows measured one after the other can
+differ by more than the frameworks do. With R rounds, a model and task's three processes (ours, PyTorch NCHW,
+PyTorch channels_last) are all started (one after another, so that each first call is timed alone) and then take
+turns, ``repeats`` steps each, R times (the order rotating every round): each row's step time is the median of all
+its steps, and a slow period falls on all three. One round is the plain back-to-back protocol.
+
+    python -m bench.torch_compare torch '{"name": "mobilenet_v2_100", "task": "train", ...}'   # one row's process
+    (internal: it reads "RUN n" / "END" lines on stdin and answers "READY", "DONE [seconds...]", "RESULT {row}")
 """
 
 from __future__ import annotations
 
 import json
 import resource
+import select
+import statistics
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Callable
 
 from .layout import REPO_ROOT
 from .timing import first_and_median
@@ -67,8 +80,9 @@ def _torch_model(name: str):
     return getattr(_torchvision_models(), constructor)()
 
 
-def torch_row(name: str, task: str, image_size: int, batch: int, repeats: int, channels_last: bool) -> dict:
-    """One PyTorch row, measured in this process (which must have torch and torchvision, and timm for V4)."""
+def torch_setup(name: str, task: str, image_size: int, batch: int, channels_last: bool) -> tuple[Callable, dict]:
+    """One PyTorch row's step (a function) and what the row says of it (this process must have torch and
+    torchvision, and timm for V4)."""
     import torch
 
     torch.set_num_threads(THREADS)
@@ -81,28 +95,27 @@ def torch_row(name: str, task: str, image_size: int, batch: int, repeats: int, c
         images = images.contiguous(memory_format=torch.channels_last)
     if task == "infer":
         model.eval()
-        with torch.inference_mode():
-            first, step = first_and_median(lambda: model(images), repeats)
+
+        def step() -> None:
+            with torch.inference_mode():
+                model(images)
     else:
         model.train()
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         loss_fn = torch.nn.CrossEntropyLoss()
 
-        def train_step() -> None:
+        def step() -> None:
             optimizer.zero_grad(set_to_none=True)
             loss_fn(model(images), labels).backward()
             optimizer.step()
 
-        first, step = first_and_median(train_step, repeats)
-    return {"framework": f"torch {torch.__version__}" + (" channels_last" if channels_last else " NCHW"),
-            "isa": f"ATen {torch.backends.cpu.get_cpu_capability()}", "model": name,
-            "source": TORCH_ARCHITECTURES[name][0], "task": task, "image_size": image_size, "batch": batch,
-            "first_s": first, "step_s": step, "images_per_s": batch / step,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return step, {"framework": f"torch {torch.__version__}" + (" channels_last" if channels_last else " NCHW"),
+                  "isa": f"ATen {torch.backends.cpu.get_cpu_capability()}", "model": name,
+                  "source": TORCH_ARCHITECTURES[name][0], "task": task, "image_size": image_size, "batch": batch}
 
 
-def ours_row(name: str, task: str, image_size: int, batch: int, repeats: int) -> dict:
-    """One row of this package in graph mode, measured in this process."""
+def ours_setup(name: str, task: str, image_size: int, batch: int) -> tuple[Callable, dict]:
+    """One row of this package in graph mode: its step (a function) and what the row says of it."""
     import mindspore as ms
     import numpy as np
     from mindspore import Tensor, nn
@@ -121,19 +134,50 @@ def ours_row(name: str, task: str, image_size: int, batch: int, repeats: int) ->
     if task == "infer":
         model = fuse_bn(model)
         model.set_train(False)
-        first, step = first_and_median(lambda: model(images).asnumpy(), repeats)
+
+        def step() -> None:
+            model(images).asnumpy()
     else:
         labels = Tensor(rng.integers(0, 1000, batch).astype(np.int32))
         optimizer = nn.Momentum(model.trainable_params(), 0.01, 0.9)
         step_cell = nn.TrainOneStepCell(nn.WithLossCell(model, nn.CrossEntropyLoss()), optimizer)
         step_cell.set_train(True)
-        first, step = first_and_median(lambda: step_cell(images, labels).asnumpy(), repeats)
+
+        def step() -> None:
+            step_cell(images, labels).asnumpy()
+
     flops = 2 * macs * batch * (TRAIN_FORWARDS if task == "train" else 1)
-    return {"framework": f"mindspore {ms.__version__} graph", "isa": f"kernels {kernel_isa()}", "model": name,
-            "task": task, "image_size": image_size, "batch": batch, "first_s": first, "step_s": step,
-            "images_per_s": batch / step,
-            "gflops_per_s": flops / step / 1e9,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return step, {"framework": f"mindspore {ms.__version__} graph", "isa": f"kernels {kernel_isa()}", "model": name,
+                  "task": task, "image_size": image_size, "batch": batch, "flops_per_step": flops}
+
+
+def serve(step: Callable[[], None], row: dict, commands=sys.stdin, out=sys.stdout) -> dict:
+    """A row's process: the first call, then ``RUN n`` (n timed steps, answered ``DONE [seconds]``) until ``END``;
+    returns ``row`` completed with the timings (step: the median of every timed step; each window's median)."""
+    start = time.perf_counter()
+    step()
+    row["first_s"] = time.perf_counter() - start
+    print("READY", file=out, flush=True)
+    windows = []
+    for line in commands:
+        if line.startswith("RUN "):
+            times = []
+            for _ in range(max(1, int(line.split()[1]))):
+                start = time.perf_counter()
+                step()
+                times.append(time.perf_counter() - start)
+            windows.append(times)
+            print("DONE " + json.dumps(times), file=out, flush=True)
+        elif line.strip() == "END":
+            break
+    steps = [t for window in windows for t in window]
+    row["step_s"] = statistics.median(steps)
+    row["window_steps_s"] = [statistics.median(window) for window in windows]
+    row["images_per_s"] = row["batch"] / row["step_s"]
+    if "flops_per_step" in row:
+        row["gflops_per_s"] = row.pop("flops_per_step") / row["step_s"] / 1e9
+    row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return row
 
 
 def matmul_peak(size: int = 2048, repeats: int = 5) -> dict:
@@ -156,23 +200,93 @@ def matmul_peak(size: int = 2048, repeats: int = 5) -> dict:
             "gflops_per_s": 2 * size**3 / step / 1e9}
 
 
-def run_row(python: str, side: str, spec: dict, isa: str = "native", timeout: float = 1800) -> dict:
-    """One row in a fresh ``python`` process (``side``: 'ours', 'peak' or 'torch') with ``isa``'s environment."""
+class RowProcess:
+    """One row's process (``side``: 'ours' or 'torch', in ``python``), driven through :func:`serve`'s lines."""
+
+    def __init__(self, command: list[str], spec: dict, env: dict | None = None, timeout: float = 1800) -> None:
+        self.spec, self.timeout, self.error = spec, timeout, None
+        self.stderr = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.stderr, text=True, bufsize=1)
+        self.answer("READY")
+
+    def answer(self, prefix: str) -> str | None:
+        """The first line starting with ``prefix`` (other output is skipped); None, with ``error`` set, if the
+        process ends or stays silent for ``timeout`` seconds first."""
+        while self.error is None:
+            ready, _, _ = select.select([self.proc.stdout], [], [], self.timeout)
+            line = self.proc.stdout.readline() if ready else None
+            if not line:
+                self.fail("no answer within the timeout" if line is None else "the process ended")
+                break
+            if line.startswith(prefix):
+                return line[len(prefix):].strip()
+        return None
+
+    def fail(self, why: str) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        self.stderr.seek(0)
+        self.error = f"{why}: {self.stderr.read()[-1500:]}"
+
+    def run(self, steps: int) -> list[float] | None:
+        if self.error is not None:
+            return None
+        self.proc.stdin.write(f"RUN {steps}\n")
+        self.proc.stdin.flush()
+        answer = self.answer("DONE ")
+        return None if answer is None else json.loads(answer)
+
+    def finish(self) -> dict:
+        """The row (the process ends); a row with ``error`` if it failed."""
+        if self.error is None:
+            self.proc.stdin.write("END\n")
+            self.proc.stdin.flush()
+            answer = self.answer("RESULT ")
+            if answer is not None:
+                self.proc.wait()
+                return json.loads(answer)
+        return {"framework": self.spec.get("side", "?"), "model": self.spec.get("name", "?"), **self.spec,
+                "error": self.error}
+
+
+def start_row(python: str, side: str, spec: dict, isa: str = "native") -> RowProcess:
+    """A row's fresh process (``side``: 'ours' or 'torch') with ``isa``'s environment, set up and warmed up."""
     from .isa import row_environment  # here: the PyTorch interpreter that imports this module has no MindSpore
 
     env = dict(row_environment(isa, uncapped=side == "torch"), OMP_NUM_THREADS=str(THREADS))
-    proc = subprocess.run([python, "-m", "bench.torch_compare", side, json.dumps(spec)], env=env, cwd=REPO_ROOT,
+    return RowProcess([python, "-m", "bench.torch_compare", side, json.dumps(spec)], dict(spec, side=side), env)
+
+
+def take_turns(rows: list[RowProcess], repeats: int, rounds: int, pause: float = 0.5) -> list[dict]:
+    """``rounds`` rounds of ``repeats`` steps for each row in turn (the order rotating by one every round, a
+    ``pause`` between turns so that the last one's spinning threads are asleep); the finished rows."""
+    for round_ in range(rounds):
+        shift = round_ % len(rows)
+        for row in rows[shift:] + rows[:shift]:
+            row.run(repeats)
+            time.sleep(pause)
+    return [row.finish() for row in rows]
+
+
+def run_peak(python: str, isa: str = "native", timeout: float = 1800) -> dict:
+    """The matmul peak in a fresh process with ``isa``'s environment."""
+    from .isa import row_environment
+
+    env = dict(row_environment(isa), OMP_NUM_THREADS=str(THREADS))
+    proc = subprocess.run([python, "-m", "bench.torch_compare", "peak", "{}"], env=env, cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=timeout)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT "):])
-    return {"framework": side, **spec, "error": (proc.stderr or proc.stdout)[-1500:]}
+    return {"framework": "peak", "error": (proc.stderr or proc.stdout)[-1500:]}
 
 
 def compare(models: list[str], torch_python: str, batch: int = 32, repeats: int = 5, isa: str = "native",
-            log=print) -> list[dict]:
-    """For each model and task: our row, then PyTorch NCHW and channels_last, back to back; plus the ratio."""
-    peak = run_row(sys.executable, "peak", {}, isa)
+            rounds: int = 1, log=print) -> list[dict]:
+    """For each model and task: our row and PyTorch's NCHW and channels_last rows, in ``rounds`` rounds of
+    ``repeats`` steps taken in turn; plus the ratio."""
+    peak = run_peak(sys.executable, isa)
     if "error" in peak:
         log(f"matmul peak: ERROR {peak['error'][-300:]}")
         peak_gflops = None
@@ -185,11 +299,12 @@ def compare(models: list[str], torch_python: str, batch: int = 32, repeats: int 
             log(f"{name}: neither torchvision nor timm has this architecture, skipped")
             continue
         for task, image_size in TASKS.items():
-            spec = {"name": name, "task": task, "image_size": image_size, "batch": batch, "repeats": repeats}
-            ours = run_row(sys.executable, "ours", spec, isa)
+            spec = {"name": name, "task": task, "image_size": image_size, "batch": batch}
+            processes = [start_row(sys.executable, "ours", spec, isa)]
+            processes += [start_row(torch_python, "torch", dict(spec, channels_last=c), isa) for c in (False, True)]
+            ours, *theirs = take_turns(processes, repeats, rounds)
             if peak_gflops and "error" not in ours:
                 ours["fraction_of_matmul_peak"] = ours["gflops_per_s"] / peak_gflops
-            theirs = [run_row(torch_python, "torch", dict(spec, channels_last=c), isa) for c in (False, True)]
             if peak_gflops and "error" not in ours:  # the same architecture: the same FLOPs per image
                 for row in theirs:
                     if "error" not in row:
@@ -222,8 +337,8 @@ if __name__ == "__main__":
     if _side == "peak":
         _row = matmul_peak()
     elif _side == "torch":
-        _row = torch_row(_spec["name"], _spec["task"], _spec["image_size"], _spec["batch"], _spec["repeats"],
-                         _spec["channels_last"])
+        _row = serve(*torch_setup(_spec["name"], _spec["task"], _spec["image_size"], _spec["batch"],
+                                  _spec["channels_last"]))
     else:
-        _row = ours_row(_spec["name"], _spec["task"], _spec["image_size"], _spec["batch"], _spec["repeats"])
+        _row = serve(*ours_setup(_spec["name"], _spec["task"], _spec["image_size"], _spec["batch"]))
     print("RESULT " + json.dumps(_row), flush=True)
