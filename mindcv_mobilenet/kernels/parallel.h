@@ -1,7 +1,7 @@
 // Threads for this package's CPU kernels: the CPUs this process may run on, or MINDCV_MOBILENET_KERNEL_THREADS.
 //
 // A kernel library keeps one pool of worker threads for its whole life (starting a thread per call costs ~40 us,
-// and a MobileNetV3 training step makes ~150 kernel calls). MindSpore may run two kernels of a library at once (a
+// and a MobileNetV3 training step makes ~150 kernel calls); a call's work is handed out in pieces (ParallelFor). MindSpore may run two kernels of a library at once (a
 // layer's two gradients): the second then runs on its caller's thread alone instead of queueing for the pool or
 // adding threads to cores that are already busy.
 
@@ -34,56 +34,55 @@ inline int NumThreads() {
   return count;
 }
 
-// Persistent workers that each run one chunk of a job; the caller runs the last chunk and waits for the others.
+// Persistent workers that join the caller on a job: every participant takes the next undone piece of it until none
+// is left (see ParallelFor). A sleeping worker takes tens of microseconds to wake up; with the work handed out
+// piece by piece, the caller does not wait for a late worker's fixed half, it takes that work itself.
 class ThreadPool {
  public:
   explicit ThreadPool(int workers) : owner_(getpid()) {
-    for (int t = 0; t < workers; ++t) std::thread([this, t] { Work(t); }).detach();  // never joined: lives forever
+    for (int t = 0; t < workers; ++t) std::thread([this] { Work(); }).detach();  // never joined: lives forever
     workers_ = workers;
   }
 
   int workers() const { return workers_; }
 
-  // Runs chunk(t) for t in [0, chunks) (chunks - 1 <= workers), chunk(chunks - 1) on the caller. Returns false (and
-  // runs nothing) when the pool is busy with another call or belongs to the parent of a forked process.
-  bool Run(int chunks, const std::function<void(int)> &chunk) {
+  // Runs job() on the caller and on every worker that wakes up while the job is open; returns when the caller's
+  // job() has returned and no worker is inside job() any more (job() must return only when no work is left). Returns
+  // false (and runs nothing) when the pool is busy with another call or belongs to the parent of a forked process.
+  bool Run(const std::function<void()> &job) {
     std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
     if (!busy.owns_lock() || getpid() != owner_) return false;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      job_ = &chunk;
-      jobs_ = chunks - 1;
-      pending_.store(chunks - 1, std::memory_order_relaxed);
-      generation_.fetch_add(1, std::memory_order_release);
+      job_ = &job;
+      open_.store(generation_.fetch_add(1) + 1);
     }
     wake_.notify_all();
-    chunk(chunks - 1);
-    while (pending_.load(std::memory_order_acquire) != 0) {
-      std::this_thread::yield();
-    }
+    job();
+    open_.store(0);  // a worker arriving from now on leaves without touching the job
+    while (inside_.load() != 0) std::this_thread::yield();
     return true;
   }
 
  private:
-  void Work(int index) {
+  void Work() {
     uint64_t seen = 0;
     for (;;) {
       // Sleep right away. Spinning for the next call (4,000 pauses, ~0.1 ms) kept a core busy while the next operator
       // ran -- often one of MindSpore's or another kernel library's, each with its own threads -- and made training
       // steps 4-7 % slower (MobileNetV3-Small, V4 conv_small) than waking up through the condition variable.
-      const std::function<void(int)> *job;
-      int jobs;
+      const std::function<void()> *job;
       {
         std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
-        seen = generation_.load(std::memory_order_acquire);
+        wake_.wait(lock, [&] { return generation_.load() != seen; });
+        seen = generation_.load();
         job = job_;
-        jobs = jobs_;
       }
-      if (index < jobs) {
-        (*job)(index);
-        pending_.fetch_sub(1, std::memory_order_acq_rel);
-      }
+      // Announce, then check that this job is still open: Run() closes it before waiting for inside_ to drop to 0, so
+      // either it waits for this worker or the worker sees it closed (sequentially consistent atomics).
+      inside_.fetch_add(1);
+      if (open_.load() == seen) (*job)();
+      inside_.fetch_sub(1);
     }
   }
 
@@ -92,9 +91,9 @@ class ThreadPool {
   std::mutex busy_, mutex_;
   std::condition_variable wake_;
   std::atomic<uint64_t> generation_{0};
-  std::atomic<int> pending_{0};
-  const std::function<void(int)> *job_ = nullptr;
-  int jobs_ = 0;
+  std::atomic<uint64_t> open_{0};  // the generation of the job still open, 0 when none
+  std::atomic<int> inside_{0};
+  const std::function<void()> *job_ = nullptr;
 };
 
 inline ThreadPool &Pool() {
@@ -102,7 +101,12 @@ inline ThreadPool &Pool() {
   return *pool;
 }
 
-// Runs body(begin, end) over [0, n) split into contiguous chunks, one per thread (the caller runs the last one).
+// Pieces of a ParallelFor per thread: enough that a late worker's share is taken by the others, few enough that
+// handing them out (one atomic increment each) costs nothing next to them.
+constexpr int64_t kPiecesPerThread = 8;
+
+// Runs body(begin, end) over [0, n) split into contiguous pieces, taken by the caller and the pool's workers as each
+// is free (each piece runs once, on one thread).
 template <class Body>
 void ParallelFor(int64_t n, const Body &body) {
   const int64_t threads = std::min<int64_t>(NumThreads(), n);
@@ -110,13 +114,15 @@ void ParallelFor(int64_t n, const Body &body) {
     body(0, n);
     return;
   }
-  const int64_t chunk = (n + threads - 1) / threads;
-  const int chunks = static_cast<int>((n + chunk - 1) / chunk);
-  const std::function<void(int)> run = [&](int t) {
-    const int64_t begin = t * chunk, end = std::min(n, begin + chunk);
-    if (begin < end) body(begin, end);
+  const int64_t pieces = std::min<int64_t>(n, threads * kPiecesPerThread);
+  const int64_t size = (n + pieces - 1) / pieces;
+  std::atomic<int64_t> next{0};
+  const std::function<void()> job = [&] {
+    for (int64_t begin = next.fetch_add(size); begin < n; begin = next.fetch_add(size)) {
+      body(begin, std::min(n, begin + size));
+    }
   };
-  if (!Pool().Run(chunks, run)) body(0, n);
+  if (!Pool().Run(job)) body(0, n);
 }
 
 }  // namespace mindcv_kernels
