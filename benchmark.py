@@ -27,7 +27,7 @@ import numpy as np
 from bench import isa
 from mindcv_mobilenet.cli import Config, Option, parse_args
 from mindcv_mobilenet.utils.errors import ConfigError, DataError, run_cli
-from mindcv_mobilenet.utils.values import str2bool
+from mindcv_mobilenet.utils.values import str2bool, to_positive_int
 from tools.make_imagenet_sized import DEFAULT_DST as IMAGENET_SIZED_DIR
 
 
@@ -330,9 +330,6 @@ def bench_torch(args: Config) -> dict:
         raise ConfigError(f"--torch needs --torch_python: the python of a virtualenv with torch and torchvision, and "
                           f"timm for the MobileNetV4 rows (pip install torch==2.13.0+cpu; torchvision==0.28 --no-deps; "
                           f"timm --no-deps), not {args.torch_python!r}")
-    for key in ("torch_rounds", "torch_repeats", "torch_batch"):
-        if getattr(args, key) < 1:
-            raise ConfigError(f"--{key} {getattr(args, key)}: expected a positive number")
     turns = (f"{args.torch_rounds} rounds of {args.torch_repeats} steps per row, the three rows of a model and task "
              "taking turns" if args.torch_rounds > 1 else f"{args.torch_repeats} steps per row, back to back")
     print(f"ours vs PyTorch eager, fp32, batch {args.torch_batch}, {THREADS} threads, fresh process per row; "
@@ -406,9 +403,9 @@ BENCHMARK_OPTIONS = (
     _option("torch_models", str, ["mobilenet_v2_100", "mobilenet_v3_small_100", "mobilenet_v3_large_100",
                                   "mobilenet_v4_conv_small", "mobilenet_v4_hybrid_medium"],
             "models (those torchvision or timm also has)", _TORCH, nargs="+"),
-    _option("torch_batch", int, 32, "batch", _TORCH),
-    _option("torch_repeats", int, 5, "timed steps after the first call (per round)", _TORCH),
-    _option("torch_rounds", int, 1, "rounds in which a model and task's rows (ours, PyTorch NCHW, PyTorch "
+    _option("torch_batch", to_positive_int, 32, "batch", _TORCH),
+    _option("torch_repeats", to_positive_int, 5, "timed steps after the first call (per round)", _TORCH),
+    _option("torch_rounds", to_positive_int, 1, "rounds in which a model and task's rows (ours, PyTorch NCHW, PyTorch "
             "channels_last) take turns, repeats steps each, so that the machine's slow periods fall on all of them "
             "(1: one after the other)", _TORCH),
 )

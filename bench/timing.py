@@ -12,12 +12,15 @@ def first_and_median(fn: Callable[[], object], repeats: int) -> tuple[float, flo
 
     ``fn`` must wait for its result (``.asnumpy()``), or asynchronous devices would time the launch only.
     """
-    start = time.perf_counter()
-    fn()
-    first = time.perf_counter() - start
+    (first,) = call_times(fn, 1)
+    return first, statistics.median(call_times(fn, max(1, repeats)))
+
+
+def call_times(fn: Callable[[], object], count: int) -> list[float]:
+    """Seconds of each of ``count`` calls of ``fn`` (which must wait for its result, as above)."""
     times = []
-    for _ in range(max(1, repeats)):
+    for _ in range(count):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return first, statistics.median(times)
+    return times

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 
 from .layout import REPO_ROOT
-from .timing import first_and_median
+from .timing import call_times, first_and_median
 
 # our name -> (library, its constructor of the same architecture); MobileNetV1 has none in either library
 TORCH_ARCHITECTURES = {
@@ -154,18 +154,12 @@ def ours_setup(name: str, task: str, image_size: int, batch: int) -> tuple[Calla
 def serve(step: Callable[[], None], row: dict, commands=sys.stdin, out=sys.stdout) -> dict:
     """A row's process: the first call, then ``RUN n`` (n timed steps, answered ``DONE [seconds]``) until ``END``;
     returns ``row`` completed with the timings (step: the median of every timed step; each window's median)."""
-    start = time.perf_counter()
-    step()
-    row["first_s"] = time.perf_counter() - start
+    (row["first_s"],) = call_times(step, 1)
     print("READY", file=out, flush=True)
     windows = []
     for line in commands:
         if line.startswith("RUN "):
-            times = []
-            for _ in range(max(1, int(line.split()[1]))):
-                start = time.perf_counter()
-                step()
-                times.append(time.perf_counter() - start)
+            times = call_times(step, max(1, int(line.split()[1])))
             windows.append(times)
             print("DONE " + json.dumps(times), file=out, flush=True)
         elif line.strip() == "END":
@@ -305,8 +299,7 @@ def compare(models: list[str], torch_python: str, batch: int = 32, repeats: int 
             ours, *theirs = take_turns(processes, repeats, rounds)
             if peak_gflops and "error" not in ours:
                 ours["fraction_of_matmul_peak"] = ours["gflops_per_s"] / peak_gflops
-            if peak_gflops and "error" not in ours:  # the same architecture: the same FLOPs per image
-                for row in theirs:
+                for row in theirs:  # the same architecture: the same FLOPs per image
                     if "error" not in row:
                         row["gflops_per_s"] = ours["gflops_per_s"] / ours["images_per_s"] * row["images_per_s"]
                         row["fraction_of_matmul_peak"] = row["gflops_per_s"] / peak_gflops

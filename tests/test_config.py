@@ -247,6 +247,9 @@ def test_benchmark_options_go_through_the_same_parser(monkeypatch):
     assert (bench().image_size, bench().batch_size, bench().infer_image_size) == (224, 64, None)
     with pytest.raises(ConfigError, match="unknown option --data_rot; did you mean 'data_root'"):
         bench("--data-rot", "x")
+    assert bench("--torch_rounds", "3").torch_rounds == 3
+    with pytest.raises(ConfigError, match="'torch_rounds': expected a positive integer"):
+        bench("--torch_rounds", "0")
     with pytest.raises(ConfigError, match="'train_modes' must be one of 0, 1"):
         bench("--train-modes", "2")
     with pytest.raises(ConfigError, match="not used by this script"):

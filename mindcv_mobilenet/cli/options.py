@@ -35,7 +35,7 @@ from ..data.constants import DATASET_NAMES
 from ..engine.optim import OPTIMIZERS
 from ..engine.scheduler import SCHEDULERS
 from ..utils.errors import ConfigError
-from ..utils.values import str2bool, to_float, to_int
+from ..utils.values import str2bool, to_float, to_int, to_positive_int
 
 KINDS = ("train", "validate", "infer", "export", "convert", "summary", "doctor", "plot", "benchmark")
 _T, _V, _I, _E, _C = {"train"}, {"validate"}, {"infer"}, {"export"}, {"convert"}
@@ -59,13 +59,6 @@ def _str(value: Any) -> str:
 
 def _upper(value: Any) -> str:
     return _str(value).upper()
-
-
-def _positive_int(value: Any) -> int:
-    number = _int(value)
-    if number <= 0:
-        raise ValueError(f"expected a positive integer, got {value!r}")
-    return number
 
 
 def _float_or_floats(value: Any):
@@ -242,7 +235,7 @@ OPTIONS: tuple[Option, ...] = (
     _opt("calib_dir", _str, "", "int8: folder of calibration images (searched recursively); '': validate/infer: the "
          "data set's training split when data_dir has one, else the images evaluated (with a warning); export: "
          "required", _V | _I | _E, "inference"),
-    _opt("calib_images", _positive_int, 300, "int8: calibrate on at most this many images (drawn with a fixed seed)",
+    _opt("calib_images", to_positive_int, 300, "int8: calibrate on at most this many images (drawn with a fixed seed)",
          _V | _I | _E, "inference"),
     _opt("output", _str, "", "validate: also write the results to this JSON file; infer: write the predictions to "
          "this .json or .csv file; export: the file or folder to write, extension set per format (unset: "
@@ -253,7 +246,7 @@ OPTIONS: tuple[Option, ...] = (
          "data set has at most 100 classes", _V, "inference"),
     _opt("image_path", _str, [], "image files and/or folders (folders are searched recursively)", _I, "inference",
          nargs="+"),
-    _opt("topk", _positive_int, 5, "classes to report per image", _I, "inference"),
+    _opt("topk", to_positive_int, 5, "classes to report per image", _I, "inference"),
     _opt("class_names", _str, "", "class list: JSON saved with a checkpoint, or one name per line; unset: "
          "class_names.json beside --ckpt_path, else ImageNet/CIFAR-10 names", _I, "inference"),
     _opt("save_dir", _str, "", "write a copy of each image annotated with its top predictions here", _I, "inference"),

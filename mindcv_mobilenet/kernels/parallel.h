@@ -1,9 +1,9 @@
 // Threads for this package's CPU kernels: the CPUs this process may run on, or MINDCV_MOBILENET_KERNEL_THREADS.
 //
 // A kernel library keeps one pool of worker threads for its whole life (starting a thread per call costs ~40 us,
-// and a MobileNetV3 training step makes ~150 kernel calls); a call's work is handed out in pieces (ParallelFor). MindSpore may run two kernels of a library at once (a
-// layer's two gradients): the second then runs on its caller's thread alone instead of queueing for the pool or
-// adding threads to cores that are already busy.
+// and a MobileNetV3 training step makes ~150 kernel calls); a call's work is handed out in pieces (ParallelFor).
+// MindSpore may run two kernels of a library at once (a layer's two gradients): the second then runs on its caller's
+// thread alone instead of queueing for the pool or adding threads to cores that are already busy.
 
 #pragma once
 
@@ -41,10 +41,7 @@ class ThreadPool {
  public:
   explicit ThreadPool(int workers) : owner_(getpid()) {
     for (int t = 0; t < workers; ++t) std::thread([this] { Work(); }).detach();  // never joined: lives forever
-    workers_ = workers;
   }
-
-  int workers() const { return workers_; }
 
   // Runs job() on the caller and on every worker that wakes up while the job is open; returns when the caller's
   // job() has returned and no worker is inside job() any more (job() must return only when no work is left). Returns
@@ -87,7 +84,6 @@ class ThreadPool {
   }
 
   const pid_t owner_;
-  int workers_ = 0;
   std::mutex busy_, mutex_;
   std::condition_variable wake_;
   std::atomic<uint64_t> generation_{0};

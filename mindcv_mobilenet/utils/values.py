@@ -52,3 +52,11 @@ def number_type(conv: Callable) -> Callable:
 
 to_int = number_type(int)
 to_float = number_type(float)
+
+
+def to_positive_int(value: Any) -> int:
+    """:data:`to_int`, refusing zero and negative numbers (ValueError)."""
+    number = to_int(value)
+    if number <= 0:
+        raise ValueError(f"expected a positive integer, got {value!r}")
+    return number
