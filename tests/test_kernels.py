@@ -79,6 +79,7 @@ def _rel_err(got, want) -> float:
 GEOMETRIES = [  # channels, size, kernel, stride, pad_mode
     (8, 9, 3, 1, "pad"), (8, 10, 3, 2, "pad"), (6, 11, 5, 2, "pad"), (4, 7, 5, 1, "pad"), (16, 33, 3, 1, "pad"),
     (5, 8, 3, 2, "same"), (5, 9, 5, 1, "same"), (3, 7, 3, 2, "same"), (4, 12, 5, 2, "same"),
+    (24, 6, 3, 1, "pad"), (20, 13, 5, 2, "same"),  # channel blocks of 16 with a remainder of 8 and of 4
 ]
 
 

@@ -152,21 +152,24 @@ def _depthwise_reference(x, w, dy, k: int, s: int, pad: int):
     return y, dx, dw
 
 
-# size, kernel, stride, padding rule: the flattened loops (stride 1, and rows under 16 outputs), the per-row loops
-# (stride 2 with 16 or more outputs per row), the polyphase stride-2 input gradient, and sizes that leave remainders
-# after blocks of 8 and of 16 lanes
-DEPTHWISE = [(9, 3, 1, "pad"), (35, 3, 1, "pad"), (13, 5, 1, "pad"), (37, 5, 1, "same"), (10, 3, 2, "pad"),
-             (35, 3, 2, "pad"), (40, 3, 2, "same"), (11, 5, 2, "pad"), (41, 5, 2, "pad"), (33, 5, 2, "same")]
+# size, kernel, stride, padding rule, channels: the plane loops (flattened for stride 1 and rows under 16 outputs,
+# per row for longer stride-2 rows, the polyphase stride-2 input gradient: stride-2 outputs over 28 x 28) and the
+# channel blocks (outputs of up to 64 pixels, stride-2 5 x 5 layers, every stride-2 weight gradient up to 28 x 28),
+# with plane sizes and channel counts that leave remainders after blocks of 8 and of 16
+DEPTHWISE = [(9, 3, 1, "pad", 5), (35, 3, 1, "pad", 5), (13, 5, 1, "pad", 5), (37, 5, 1, "same", 5),
+             (10, 3, 2, "pad", 5), (35, 3, 2, "pad", 5), (40, 3, 2, "same", 5), (11, 5, 2, "pad", 5),
+             (41, 5, 2, "pad", 5), (33, 5, 2, "same", 5), (60, 3, 2, "pad", 3), (61, 5, 2, "same", 3),
+             (7, 3, 1, "pad", 24), (4, 5, 1, "pad", 37), (9, 5, 2, "same", 20), (30, 5, 2, "same", 19)]
 
 
 @pytest.mark.parametrize("isa", ISAS)
-@pytest.mark.parametrize("size,k,s,rule", DEPTHWISE)
-def test_depthwise_matches_reference(builds, isa, size, k, s, rule):
+@pytest.mark.parametrize("size,k,s,rule,channels", DEPTHWISE)
+def test_depthwise_matches_reference(builds, isa, size, k, s, rule, channels):
     rng = np.random.default_rng(size * 10 + k + s)
     out, pad = _depthwise_geometry(size, k, s, rule == "same")
-    x = rng.standard_normal((2, 5, size, size)).astype(np.float32)
-    w = rng.standard_normal((5, 1, k, k)).astype(np.float32)
-    dy = rng.standard_normal((2, 5, out, out)).astype(np.float32)
+    x = rng.standard_normal((2, channels, size, size)).astype(np.float32)
+    w = rng.standard_normal((channels, 1, k, k)).astype(np.float32)
+    dy = rng.standard_normal((2, channels, out, out)).astype(np.float32)
     want_y, want_dx, want_dw = _depthwise_reference(x, w, dy, k, s, pad)
     path, suffix = builds[isa]["depthwise_conv"], f"S{s}{rule.capitalize()}"
     y, dx, dw = np.empty(dy.shape, np.float32), np.empty_like(x), np.empty_like(w)

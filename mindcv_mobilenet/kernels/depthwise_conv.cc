@@ -3,7 +3,8 @@
 //
 // Why: MindSpore 2.10's oneDNN runs a depthwise convolution as an im2col + GEMM per channel (~1-2 GMAC/s), the largest
 // item of MobileNet training on CPU. Here each (image, channel) plane is copied once into a zero-padded buffer and the
-// K x K taps run as vectorised loops over the output row.
+// K x K taps run as vectorised loops over the output row; small planes (7 x 7, 4 x 4) and stride-2 5 x 5 layers run in
+// blocks of channels in the vector lanes instead (UseBlocked).
 //
 // Entry points (MindSpore's AOT signature), one per stride and padding rule; the padding rule is
 //   "pad":  pad (K - 1) / 2 on every side (nn.Conv2d(pad_mode="pad", padding=(K - 1) // 2), MobileNet's default);
@@ -11,13 +12,18 @@
 //   DwForward{S1,S2}{Pad,Same}(x, w) -> y
 //   DwBackwardInput{S1,S2}{Pad,Same}(dy, w, x) -> dx          (x only gives the shape)
 //   DwBackwardWeight{S1,S2}{Pad,Same}(dy, x, w) -> dw         (w only gives the shape)
-// Threads: the planes (channels for the weight gradient) are split over the kernel threads (parallel.h).
+// Threads: the planes or channel blocks of each image (channels for the weight gradient) are split over the kernel
+// threads (parallel.h).
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
 #include <vector>
+
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 #include "parallel.h"
 #include "simd.h"
@@ -396,6 +402,241 @@ void BackwardWeightPlane(const Geometry &g, const float *dy, const float *padded
   }
 }
 
+// Small planes with the channels in the vector lanes. A 7 x 7 or 4 x 4 output plane gives a plane-at-a-time loop
+// one or two vectors, much of them padding columns computed and dropped, and the weight gradient a horizontal sum per
+// tap; there a block of kLanes channels of one image is copied into a padded [row][column][channel] buffer instead
+// (channels_last, PyTorch's oneDNN layout), so that every multiply-add is a full vector of channels and nothing is
+// computed twice or dropped. The copies in and out of the planar layout are the price. Measured per layer of V2, V3
+// and V4 at 112 and 224 px with both vector widths (BENCHMARKS.md), the blocks win for output planes of up to 64
+// pixels, for the stride-2 5 x 5 layers up to 28 x 28 outputs, and for the weight gradient of every stride-2 layer
+// up to 28 x 28 outputs (a stride-2 plane's rows are gathered every other float); elsewhere the plane loops win.
+constexpr int64_t kBlockedPlane = 64;
+constexpr int64_t kBlockedStride2Plane = 28 * 28;
+
+bool UseBlocked(const Geometry &g, bool weight_gradient) {
+  if (g.k != 3 && g.k != 5) return false;
+  const int64_t outputs = g.oh * g.ow;
+  if (outputs <= kBlockedPlane) return true;
+  return g.s == 2 && outputs <= kBlockedStride2Plane && (weight_gradient || g.k == 5);
+}
+
+// dst[j * dst_stride + i] = src[i * src_stride + j] for an 8 x 8 tile: eight vector loads, 24 shuffles, eight vector
+// stores with AVX (the compiler's scalar loop for the same copy was most of a small-plane layer's time).
+inline void Transpose8x8(const float *src, int64_t src_stride, float *dst, int64_t dst_stride) {
+#if defined(__AVX__)
+  __m256 r[8], t[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * src_stride);
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    r[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; ++i) {
+    _mm256_storeu_ps(dst + i * dst_stride, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+    _mm256_storeu_ps(dst + (i + 4) * dst_stride, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+  }
+#else
+  for (int i = 0; i < 8; ++i) {
+    for (int j = 0; j < 8; ++j) dst[j * dst_stride + i] = src[i * src_stride + j];
+  }
+#endif
+}
+
+// dst[j * dst_stride + i] = src[i * src_stride + j] for i < rows, j < cols: 8 x 8 tiles, the edges scalar.
+void Transpose(const float *src, int64_t src_stride, int64_t rows, int64_t cols, float *dst, int64_t dst_stride) {
+  const int64_t rows8 = rows - rows % 8, cols8 = cols - cols % 8;
+  for (int64_t i = 0; i < rows8; i += 8) {
+    for (int64_t j = 0; j < cols8; j += 8) {
+      Transpose8x8(src + i * src_stride + j, src_stride, dst + j * dst_stride + i, dst_stride);
+    }
+    for (int64_t ii = i; ii < i + 8; ++ii) {
+      for (int64_t j = cols8; j < cols; ++j) dst[j * dst_stride + ii] = src[ii * src_stride + j];
+    }
+  }
+  for (int64_t i = rows8; i < rows; ++i) {
+    for (int64_t j = 0; j < cols; ++j) dst[j * dst_stride + i] = src[i * src_stride + j];
+  }
+}
+
+// count (<= kLanes) planes of `size` floats into / out of a [size][kLanes] buffer (lanes past count zero).
+void PlanesToBlock(const float *planes, int64_t size, int64_t count, float *blocked) {
+  if (count < kLanes) std::fill(blocked, blocked + size * kLanes, 0.0f);
+  Transpose(planes, size, count, size, blocked, kLanes);
+}
+
+void BlockToPlanes(const float *blocked, int64_t size, int64_t count, float *planes) {
+  Transpose(blocked, kLanes, size, count, planes, size);
+}
+
+// One image's planes of channels [c0, c0 + count) into a zero-padded [ph][pw][kLanes] buffer (via `block`,
+// [h * w][kLanes]).
+void LoadBlock(const Geometry &g, const float *planes, int64_t count, float *block, float *padded) {
+  PlanesToBlock(planes, g.h * g.w, count, block);
+  std::fill(padded, padded + g.ph * g.pw * kLanes, 0.0f);
+  const int64_t rows = std::min(g.h, g.ph - g.pt), cols = std::min(g.w, g.pw - g.pl);
+  for (int64_t y = 0; y < rows; ++y) {
+    std::memcpy(padded + ((y + g.pt) * g.pw + g.pl) * kLanes, block + y * g.w * kLanes, cols * kLanes * sizeof(float));
+  }
+}
+
+// out[oy, ox][:] = sum_{ky, kx} w[ky, kx][:] * padded[oy * S + ky, ox * S + kx][:]
+template <int K, int S>
+void ForwardBlock(const Geometry &g, const float *padded, const float *wk, float *out) {
+  const int64_t pw = g.pw;
+  for (int64_t oy = 0; oy < g.oh; ++oy) {
+    for (int64_t ox = 0; ox < g.ow; ++ox) {
+      float acc[kLanes] = {};
+#pragma GCC unroll 8
+      for (int ky = 0; ky < K; ++ky) {
+        const float *row = padded + ((oy * S + ky) * pw + ox * S) * kLanes;
+#pragma GCC unroll 8
+        for (int kx = 0; kx < K; ++kx) {
+#pragma omp simd
+          for (int l = 0; l < kLanes; ++l) acc[l] += wk[(ky * K + kx) * kLanes + l] * row[kx * kLanes + l];
+        }
+      }
+      float *dst = out + (oy * g.ow + ox) * kLanes;
+#pragma omp simd
+      for (int l = 0; l < kLanes; ++l) dst[l] = acc[l];
+    }
+  }
+}
+
+// The transpose of ForwardBlock as a gather, each input pixel's sum in registers (a scatter's read-modify-writes of
+// overlapping taps ran 4x slower than the forward): dx[y, x][:] = sum of w[ky, kx][:] * dy[oy, ox][:] over the taps
+// with oy * S + ky = y + pt and ox * S + kx = x + pl. dy comes padded by K - 1 zero rows and columns on every side
+// ([oh + 2K - 2][ow + 2K - 2][kLanes]) so that no tap needs a bounds check.
+// The input pixels whose padded coordinates have the parities (RY, RX) for S = 2 (all for S = 1): only taps of those
+// parities reach them, so the tap loops are compile-time and the sums stay in registers.
+template <int K, int S, int RY, int RX>
+void BackwardInputPhase(const Geometry &g, const float *dy_padded, const float *wk, float *dx) {
+  constexpr int kMargin = K - 1;
+  const int64_t pitch = g.ow + 2 * kMargin;
+  const int64_t y0 = ((RY - g.pt) % S + S) % S, x0 = ((RX - g.pl) % S + S) % S;
+  for (int64_t y = y0; y < g.h; y += S) {
+    const int64_t py = y + g.pt;
+    for (int64_t x = x0; x < g.w; x += S) {
+      const int64_t px = x + g.pl;
+      float acc[kLanes] = {};
+#pragma GCC unroll 8
+      for (int ky = RY; ky < K; ky += S) {
+        const float *row = dy_padded + ((py - ky) / S + kMargin) * pitch * kLanes;
+#pragma GCC unroll 8
+        for (int kx = RX; kx < K; kx += S) {
+          const float *d = row + ((px - kx) / S + kMargin) * kLanes;
+#pragma omp simd
+          for (int l = 0; l < kLanes; ++l) acc[l] += wk[(ky * K + kx) * kLanes + l] * d[l];
+        }
+      }
+      float *dst = dx + (y * g.w + x) * kLanes;
+#pragma omp simd
+      for (int l = 0; l < kLanes; ++l) dst[l] = acc[l];
+    }
+  }
+}
+
+template <int K, int S>
+void BackwardInputBlock(const Geometry &g, const float *dy_padded, const float *wk, float *dx) {
+  if constexpr (S == 1) {
+    BackwardInputPhase<K, 1, 0, 0>(g, dy_padded, wk, dx);
+  } else {
+    BackwardInputPhase<K, S, 0, 0>(g, dy_padded, wk, dx);
+    BackwardInputPhase<K, S, 0, 1>(g, dy_padded, wk, dx);
+    BackwardInputPhase<K, S, 1, 0>(g, dy_padded, wk, dx);
+    BackwardInputPhase<K, S, 1, 1>(g, dy_padded, wk, dx);
+  }
+}
+
+// dw[ky, kx][:] += sum_{oy, ox} dy[oy, ox][:] * padded[oy * S + ky, ox * S + kx][:]: one tap at a time, its sum in
+// one register.
+template <int K, int S>
+void BackwardWeightBlock(const Geometry &g, const float *dy, const float *padded, float *dw) {
+  const int64_t pw = g.pw;
+  for (int ky = 0; ky < K; ++ky) {
+    for (int kx = 0; kx < K; ++kx) {
+      float acc[kLanes] = {};
+      for (int64_t oy = 0; oy < g.oh; ++oy) {
+        const float *row = padded + ((oy * S + ky) * pw + kx) * kLanes;
+        const float *drow = dy + oy * g.ow * kLanes;
+        for (int64_t ox = 0; ox < g.ow; ++ox) {
+#pragma omp simd
+          for (int l = 0; l < kLanes; ++l) acc[l] += drow[ox * kLanes + l] * row[ox * S * kLanes + l];
+        }
+      }
+      float *dst = dw + (ky * K + kx) * kLanes;
+#pragma omp simd
+      for (int l = 0; l < kLanes; ++l) dst[l] += acc[l];
+    }
+  }
+}
+
+int64_t Blocks(const Geometry &g) { return (g.c + kLanes - 1) / kLanes; }
+
+// The three passes over blocks of kLanes channels; the caller has checked UseBlocked (K and S compile-time).
+template <int K, int S>
+void ForwardBlocked(const Geometry &g, const float *x, const float *w, float *y) {
+  const int64_t blocks = Blocks(g);
+  ParallelFor(g.n * blocks, [&](int64_t begin, int64_t end) {
+    std::vector<float> block(g.h * g.w * kLanes), padded(g.ph * g.pw * kLanes), wk(K * K * kLanes),
+        out(g.oh * g.ow * kLanes);
+    int64_t loaded = -1;
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t b = p / blocks, c0 = (p % blocks) * kLanes, count = std::min<int64_t>(kLanes, g.c - c0);
+      if (c0 != loaded) PlanesToBlock(w + c0 * K * K, K * K, count, wk.data());
+      loaded = c0;
+      LoadBlock(g, x + (b * g.c + c0) * g.h * g.w, count, block.data(), padded.data());
+      ForwardBlock<K, S>(g, padded.data(), wk.data(), out.data());
+      BlockToPlanes(out.data(), g.oh * g.ow, count, y + (b * g.c + c0) * g.oh * g.ow);
+    }
+  });
+}
+
+template <int K, int S>
+void BackwardInputBlocked(const Geometry &g, const float *dy, const float *w, float *dx) {
+  constexpr int kMargin = K - 1;
+  const int64_t blocks = Blocks(g), pitch = g.ow + 2 * kMargin;
+  ParallelFor(g.n * blocks, [&](int64_t begin, int64_t end) {
+    std::vector<float> d(g.oh * g.ow * kLanes), dy_padded((g.oh + 2 * kMargin) * pitch * kLanes, 0.0f),
+        wk(K * K * kLanes), block(g.h * g.w * kLanes);
+    int64_t loaded = -1;
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t b = p / blocks, c0 = (p % blocks) * kLanes, count = std::min<int64_t>(kLanes, g.c - c0);
+      if (c0 != loaded) PlanesToBlock(w + c0 * K * K, K * K, count, wk.data());
+      loaded = c0;
+      PlanesToBlock(dy + (b * g.c + c0) * g.oh * g.ow, g.oh * g.ow, count, d.data());
+      for (int64_t oy = 0; oy < g.oh; ++oy) {  // the margins stay zero
+        std::memcpy(dy_padded.data() + ((oy + kMargin) * pitch + kMargin) * kLanes, d.data() + oy * g.ow * kLanes,
+                    g.ow * kLanes * sizeof(float));
+      }
+      BackwardInputBlock<K, S>(g, dy_padded.data(), wk.data(), block.data());
+      BlockToPlanes(block.data(), g.h * g.w, count, dx + (b * g.c + c0) * g.h * g.w);
+    }
+  });
+}
+
+template <int K, int S>
+void BackwardWeightBlocked(const Geometry &g, const float *dy, const float *x, float *dw) {
+  ParallelFor(Blocks(g), [&](int64_t begin, int64_t end) {  // by channel block: each thread owns its weights
+    std::vector<float> block(g.h * g.w * kLanes), padded(g.ph * g.pw * kLanes), d(g.oh * g.ow * kLanes),
+        acc(K * K * kLanes);
+    for (int64_t blk = begin; blk < end; ++blk) {
+      const int64_t c0 = blk * kLanes, count = std::min<int64_t>(kLanes, g.c - c0);
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      for (int64_t b = 0; b < g.n; ++b) {
+        LoadBlock(g, x + (b * g.c + c0) * g.h * g.w, count, block.data(), padded.data());
+        PlanesToBlock(dy + (b * g.c + c0) * g.oh * g.ow, g.oh * g.ow, count, d.data());
+        BackwardWeightBlock<K, S>(g, d.data(), padded.data(), acc.data());
+      }
+      BlockToPlanes(acc.data(), K * K, count, dw + c0 * K * K);
+    }
+  });
+}
+
 bool IsFloat4d(int nparam, int expected, const int *ndims, const char **dtypes) {
   if (nparam != expected) return false;
   for (int i = 0; i < nparam; ++i) {
@@ -410,6 +651,10 @@ int Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char 
   const float *w = static_cast<const float *>(params[1]);
   float *y = static_cast<float *>(params[2]);
   const Geometry g = MakeGeometry(shapes[0], shapes[2], shapes[1][2], s, same);
+  if (UseBlocked(g, false)) {
+    WithFixedSizes(g, [&](auto k, auto s) { ForwardBlocked<k(), s()>(g, x, w, y); });
+    return 0;
+  }
   ParallelFor(g.n * g.c, [&](int64_t begin, int64_t end) {
     std::vector<float> padded(PlaneBufferSize(g)), pitched(PlaneBufferSize(g));
     for (int64_t p = begin; p < end; ++p) {
@@ -427,6 +672,10 @@ int BackwardInput(int nparam, void **params, int *ndims, int64_t **shapes, const
   const float *w = static_cast<const float *>(params[1]);
   float *dx = static_cast<float *>(params[3]);
   const Geometry g = MakeGeometry(shapes[2], shapes[0], shapes[1][2], s, same);
+  if (UseBlocked(g, false)) {
+    WithFixedSizes(g, [&](auto k, auto s) { BackwardInputBlocked<k(), s()>(g, dy, w, dx); });
+    return 0;
+  }
   ParallelFor(g.n * g.c, [&](int64_t begin, int64_t end) {
     std::vector<float> padded(ScratchSize(g)), pitched(ScratchSize(g));
     for (int64_t p = begin; p < end; ++p) {
@@ -444,6 +693,10 @@ int BackwardWeight(int nparam, void **params, int *ndims, int64_t **shapes, cons
   const float *x = static_cast<const float *>(params[1]);
   float *dw = static_cast<float *>(params[3]);
   const Geometry g = MakeGeometry(shapes[1], shapes[0], shapes[2][2], s, same);
+  if (UseBlocked(g, true)) {
+    WithFixedSizes(g, [&](auto k, auto s) { BackwardWeightBlocked<k(), s()>(g, dy, x, dw); });
+    return 0;
+  }
   ParallelFor(g.c, [&](int64_t begin, int64_t end) {  // by channel: each thread owns its weights, no reduction
     std::vector<float> padded(PlaneBufferSize(g)), pitched(PlaneBufferSize(g));
     for (int64_t ch = begin; ch < end; ++ch) {
