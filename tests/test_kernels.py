@@ -25,7 +25,14 @@ from mindcv_mobilenet.kernels import activation, batchnorm, depthwise, squeeze_e
 from mindcv_mobilenet.kernels.batchnorm import BatchNorm2d
 from mindcv_mobilenet.kernels.depthwise import Conv2d, DepthwiseConv2d, depthwise_cells
 from mindcv_mobilenet.models.fuse import fuse_bn
-from mindcv_mobilenet.models.layers import ACTIVATIONS, GlobalAvgPool, HardSwish, SqueezeExcite, exportable_operators
+from mindcv_mobilenet.models.layers import (
+    ACTIVATIONS,
+    GlobalAvgPool,
+    HardSwish,
+    LayerScale2d,
+    SqueezeExcite,
+    exportable_operators,
+)
 
 needs_kernel = pytest.mark.skipif(kernels.library_path("depthwise_conv") is None,
                                   reason="the depthwise kernel could not be built here (no C++ compiler?)")
@@ -204,9 +211,29 @@ def test_squeeze_excite_kernel_matches_stock_operators(mode):
         assert _rel_err(got_grad, want_grad) < 1e-5
 
 
+@needs_kernel
+@pytest.mark.parametrize("mode", [ms.GRAPH_MODE, ms.PYNATIVE_MODE])
+def test_layer_scale_kernel_matches_stock_operators(mode):
+    """MobileNetV4's per-channel scale on the kernel against ``x * gamma``: output, input and gamma gradients."""
+    ms.set_context(mode=mode)
+    ours, stock = LayerScale2d(20, 1e-5), LayerScale2d(20, 1e-5)
+    assert ours.use_kernel
+    stock.use_kernel = False
+    gamma = np.random.default_rng(5).standard_normal(20).astype(np.float32)
+    ours.gamma.set_data(Tensor(gamma))
+    stock.gamma.set_data(Tensor(gamma))
+    rng = np.random.default_rng(6)
+    x = Tensor(rng.standard_normal((3, 20, 7, 9)).astype(np.float32))
+    out_grad = rng.standard_normal((3, 20, 7, 9)).astype(np.float32)
+    got, want = _forward_and_grads(ours, x, out_grad), _forward_and_grads(stock, x, out_grad)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-6, atol=1e-6)
+    assert _rel_err(got[1], want[1]) < 1e-6
+    assert _rel_err(got[2][0], want[2][0]) < 1e-5
+
+
 def _stock_operators(model: nn.Cell) -> None:
     for _, cell in model.cells_and_names():
-        if isinstance(cell, (DepthwiseConv2d, HardSwish, BatchNorm2d, GlobalAvgPool, SqueezeExcite)):
+        if isinstance(cell, (DepthwiseConv2d, HardSwish, BatchNorm2d, GlobalAvgPool, SqueezeExcite, LayerScale2d)):
             cell.use_kernel = False
 
 

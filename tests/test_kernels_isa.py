@@ -244,7 +244,7 @@ def test_activations_match_reference(builds, isa):
 
 
 @pytest.mark.parametrize("isa", ISAS)
-def test_pool_and_gate_match_reference(builds, isa):
+def test_pool_gate_and_scale_match_reference(builds, isa):
     path = builds[isa]["squeeze_excite"]
     rng = np.random.default_rng(9)
     x = (rng.standard_normal((2, 6, 11, 13)) + 1).astype(np.float32)
@@ -264,6 +264,12 @@ def test_pool_and_gate_match_reference(builds, isa):
     np.testing.assert_allclose(dx, dy * gate, rtol=1e-6, atol=1e-6)
     want_ds = (dy * x64).sum(axis=(2, 3), keepdims=True) * np.where(np.abs(s) < 3, 1 / 6, 0.0)
     np.testing.assert_allclose(ds, want_ds, rtol=1e-5, atol=1e-5)
+    scale, dscale = rng.standard_normal(6).astype(np.float32), np.empty(6, np.float32)  # one per channel
+    _call(path, "ChannelScaleForward", x, scale, y)
+    np.testing.assert_allclose(y, x64 * scale.reshape(1, -1, 1, 1), rtol=1e-6, atol=1e-6)
+    _call(path, "ChannelScaleBackward", dy, x, scale, dx, dscale)
+    np.testing.assert_allclose(dx, dy * scale.reshape(1, -1, 1, 1), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(dscale, (dy * x64).sum(axis=(0, 2, 3)), rtol=1e-5, atol=1e-5)
 
 
 # --- the benchmark's switch -----------------------------------------------------------------------------------------

@@ -10,7 +10,9 @@
 //   GateForward(x, s) -> y:                  y = x * hsig(s[n, c]),  hsig(s) = min(max(s + 3, 0), 6) / 6
 //   GateBackward(dy, x, s) -> dx, ds:        dx = dy * hsig(s),  ds = hsig'(s) * sum over the plane of dy * x,
 //                                            hsig'(s) = 1/6 inside (-3, 3), else 0 (activations.h)
-// Threads: the planes split over the kernel threads (parallel.h).
+//   ChannelScaleForward(x, s) -> y:          y = x * s[c]           (s is C: a learned per-channel scale, LayerScale)
+//   ChannelScaleBackward(dy, x, s) -> dx, ds: dx = dy * s[c],  ds[c] = sum over images and plane of dy * x
+// Threads: the planes (channels for ChannelScaleBackward) split over the kernel threads (parallel.h).
 
 #include <algorithm>
 #include <cstdint>
@@ -23,6 +25,7 @@ namespace {
 
 using mindcv_kernels::AllFloat;
 using mindcv_kernels::HSigmoid;
+using mindcv_kernels::Linear;
 
 struct Planes {
   int64_t count, size;  // N * C planes of H * W values
@@ -63,8 +66,12 @@ extern "C" int ChannelMeanBackward(int nparam, void **params, int *ndims, int64_
   return 0;
 }
 
-extern "C" int GateForward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *stream,
-                           void *extra) {
+namespace {
+
+// y = x * gate(s): Gate HSigmoid for squeeze-excite (s[n, c], one value per plane), Linear for a learned per-channel
+// scale (s[c], the same for every image: LayerScale's gamma); `values` is how many values s has.
+template <class Gate>
+int ScaleForward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int64_t values) {
   if (nparam != 3 || ndims[0] != 4 || !AllFloat(nparam, dtypes)) return 1;
   const float *x = static_cast<const float *>(params[0]);
   const float *s = static_cast<const float *>(params[1]);
@@ -72,7 +79,7 @@ extern "C" int GateForward(int nparam, void **params, int *ndims, int64_t **shap
   const Planes planes(shapes[0]);
   mindcv_kernels::ParallelFor(planes.count, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      const float gate = HSigmoid::F(s[i]);
+      const float gate = Gate::F(s[i % values]);
       const float *in = x + i * planes.size;
       float *out = y + i * planes.size;
 #pragma omp simd
@@ -80,6 +87,13 @@ extern "C" int GateForward(int nparam, void **params, int *ndims, int64_t **shap
     }
   });
   return 0;
+}
+
+}  // namespace
+
+extern "C" int GateForward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *stream,
+                           void *extra) {
+  return ScaleForward<HSigmoid>(nparam, params, ndims, shapes, dtypes, shapes[0][0] * shapes[0][1]);
 }
 
 extern "C" int GateBackward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
@@ -104,6 +118,42 @@ extern "C" int GateBackward(int nparam, void **params, int *ndims, int64_t **sha
         out[j] = g[j] * gate;
       }
       ds[i] = dot * HSigmoid::D(s[i]);
+    }
+  });
+  return 0;
+}
+
+extern "C" int ChannelScaleForward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                                   void *stream, void *extra) {
+  return ScaleForward<Linear>(nparam, params, ndims, shapes, dtypes, shapes[0][1]);
+}
+
+// By channel (each thread owns its channels' sums): dx = dy * s[c], ds[c] = sum over images and plane of dy * x.
+extern "C" int ChannelScaleBackward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                                    void *stream, void *extra) {
+  if (nparam != 5 || ndims[0] != 4 || !AllFloat(nparam, dtypes)) return 1;
+  const float *dy = static_cast<const float *>(params[0]);
+  const float *x = static_cast<const float *>(params[1]);
+  const float *s = static_cast<const float *>(params[2]);
+  float *dx = static_cast<float *>(params[3]);
+  float *ds = static_cast<float *>(params[4]);
+  const int64_t n = shapes[0][0], c = shapes[0][1], size = shapes[0][2] * shapes[0][3];
+  mindcv_kernels::ParallelFor(c, [&](int64_t begin, int64_t end) {
+    for (int64_t ch = begin; ch < end; ++ch) {
+      double sum = 0.0;
+      for (int64_t b = 0; b < n; ++b) {
+        const int64_t offset = (b * c + ch) * size;
+        const float *g = dy + offset, *in = x + offset;
+        float *out = dx + offset;
+        float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+        for (int64_t j = 0; j < size; ++j) {
+          dot += g[j] * in[j];
+          out[j] = g[j] * s[ch];
+        }
+        sum += dot;
+      }
+      ds[ch] = static_cast<float>(sum);
     }
   });
   return 0;

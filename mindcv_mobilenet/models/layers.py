@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Callable
 
 import mindspore as ms
+import numpy as np
 from mindspore import Tensor, nn, ops
 from mindspore.common import initializer as init
 
@@ -20,7 +21,7 @@ from ..kernels import on_cpu
 from ..kernels.activation import KERNEL_ACTIVATIONS, hswish_op
 from ..kernels.batchnorm import BatchNorm2d
 from ..kernels.depthwise import Conv2d, conv2d
-from ..kernels.squeeze_excite import channel_mean_op, gate_op
+from ..kernels.squeeze_excite import channel_mean_op, channel_scale_op, gate_op
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
@@ -224,6 +225,23 @@ class SqueezeExcite(_FastOrExportable):
         if self.use_kernel and not self.exportable and x.dtype == ms.float32:
             return self.kernel(x, logits)
         return x * self.gate(logits)
+
+
+class LayerScale2d(_FastOrExportable):
+    """Per-channel learned scale of a residual branch (``gamma``, initialised small so a new block starts near
+    identity; MobileNetV4's hybrid models). On CPU one kernel each way (``kernels/squeeze_excite.cc``), elsewhere and
+    in exports ``x * gamma``."""
+
+    def __init__(self, channels: int, init_value: float) -> None:
+        super().__init__()
+        self.gamma = ms.Parameter(Tensor(np.full((channels,), init_value, np.float32)), name="gamma")
+        self.kernel = channel_scale_op() if on_cpu() else None
+        self.use_kernel = self.kernel is not None
+
+    def construct(self, x: Tensor) -> Tensor:
+        if self.use_kernel and not self.exportable and x.dtype == ms.float32:
+            return self.kernel(x, self.gamma)
+        return x * self.gamma.reshape(1, -1, 1, 1)
 
 
 class ResidualBlock(nn.Cell):

@@ -19,13 +19,12 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-import numpy as np
-from mindspore import Parameter, Tensor, nn, ops
+from mindspore import Tensor, nn, ops
 
 from ..kernels.batchnorm import BatchNorm2d
 from ..kernels.depthwise import conv2d
 from .base import MobileNetBase
-from .layers import ACTIVATIONS, BatchNorm1d, conv_bn_act, make_divisible
+from .layers import ACTIVATIONS, BatchNorm1d, LayerScale2d, conv_bn_act, make_divisible
 from .registry import ModelConfig, register_model_alias, register_variant
 
 
@@ -150,18 +149,6 @@ def conv_norm(in_channels: int, out_channels: int, kernel_size: int = 1, stride:
     """timm's ``ConvNormAct``: ``conv`` then ``bn`` (which applies ``act``), from the package's ``conv_bn_act``."""
     conv_layer, bn = conv_bn_act(in_channels, out_channels, kernel_size, stride, groups, act)[:2]
     return Sequence({"conv": conv_layer, "bn": bn})
-
-
-class LayerScale2d(nn.Cell):
-    """Per-channel learned scale of a residual branch (``gamma``, initialised small so a new block starts near
-    identity)."""
-
-    def __init__(self, channels: int, init_value: float) -> None:
-        super().__init__()
-        self.gamma = Parameter(Tensor(np.full((channels,), init_value, np.float32)), name="gamma")
-
-    def construct(self, x: Tensor) -> Tensor:
-        return x * self.gamma.reshape(1, -1, 1, 1)
 
 
 class KeyValuePath(nn.SequentialCell):
