@@ -89,6 +89,27 @@ int ScaleForward(int nparam, void **params, int *ndims, int64_t **shapes, const 
   return 0;
 }
 
+// The gradients' shared arguments (dy, x, s) -> (dx, ds) and their one pass over a plane: out = g * gate, returning
+// sum(g * in).
+struct ScaleGradArgs {
+  const float *dy, *x, *s;
+  float *dx, *ds;
+  explicit ScaleGradArgs(void **params)
+      : dy(static_cast<const float *>(params[0])), x(static_cast<const float *>(params[1])),
+        s(static_cast<const float *>(params[2])), dx(static_cast<float *>(params[3])),
+        ds(static_cast<float *>(params[4])) {}
+};
+
+float ScalePlaneAndDot(const float *g, const float *in, float *out, int64_t size, float gate) {
+  float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+  for (int64_t j = 0; j < size; ++j) {
+    dot += g[j] * in[j];
+    out[j] = g[j] * gate;
+  }
+  return dot;
+}
+
 }  // namespace
 
 extern "C" int GateForward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *stream,
@@ -99,25 +120,13 @@ extern "C" int GateForward(int nparam, void **params, int *ndims, int64_t **shap
 extern "C" int GateBackward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                             void *stream, void *extra) {
   if (nparam != 5 || ndims[0] != 4 || !AllFloat(nparam, dtypes)) return 1;
-  const float *dy = static_cast<const float *>(params[0]);
-  const float *x = static_cast<const float *>(params[1]);
-  const float *s = static_cast<const float *>(params[2]);
-  float *dx = static_cast<float *>(params[3]);
-  float *ds = static_cast<float *>(params[4]);
+  const ScaleGradArgs a(params);
   const Planes planes(shapes[0]);
   mindcv_kernels::ParallelFor(planes.count, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      const float gate = HSigmoid::F(s[i]);
-      const float *g = dy + i * planes.size;
-      const float *in = x + i * planes.size;
-      float *out = dx + i * planes.size;
-      float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-      for (int64_t j = 0; j < planes.size; ++j) {
-        dot += g[j] * in[j];
-        out[j] = g[j] * gate;
-      }
-      ds[i] = dot * HSigmoid::D(s[i]);
+      const int64_t offset = i * planes.size;
+      const float dot = ScalePlaneAndDot(a.dy + offset, a.x + offset, a.dx + offset, planes.size, HSigmoid::F(a.s[i]));
+      a.ds[i] = dot * HSigmoid::D(a.s[i]);
     }
   });
   return 0;
@@ -132,28 +141,16 @@ extern "C" int ChannelScaleForward(int nparam, void **params, int *ndims, int64_
 extern "C" int ChannelScaleBackward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                                     void *stream, void *extra) {
   if (nparam != 5 || ndims[0] != 4 || !AllFloat(nparam, dtypes)) return 1;
-  const float *dy = static_cast<const float *>(params[0]);
-  const float *x = static_cast<const float *>(params[1]);
-  const float *s = static_cast<const float *>(params[2]);
-  float *dx = static_cast<float *>(params[3]);
-  float *ds = static_cast<float *>(params[4]);
+  const ScaleGradArgs a(params);
   const int64_t n = shapes[0][0], c = shapes[0][1], size = shapes[0][2] * shapes[0][3];
   mindcv_kernels::ParallelFor(c, [&](int64_t begin, int64_t end) {
     for (int64_t ch = begin; ch < end; ++ch) {
       double sum = 0.0;
       for (int64_t b = 0; b < n; ++b) {
         const int64_t offset = (b * c + ch) * size;
-        const float *g = dy + offset, *in = x + offset;
-        float *out = dx + offset;
-        float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-        for (int64_t j = 0; j < size; ++j) {
-          dot += g[j] * in[j];
-          out[j] = g[j] * s[ch];
-        }
-        sum += dot;
+        sum += ScalePlaneAndDot(a.dy + offset, a.x + offset, a.dx + offset, size, a.s[ch]);
       }
-      ds[ch] = static_cast<float>(sum);
+      a.ds[ch] = static_cast<float>(sum);
     }
   });
   return 0;
