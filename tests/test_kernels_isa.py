@@ -212,14 +212,19 @@ def test_batchnorm_matches_reference(builds, isa, act):
     sum_dz, sum_dz_xc = dz.sum(axis=(0, 2, 3)), (dz * xc).sum(axis=(0, 2, 3))
     want_dx = (gamma * invstd)[None, :, None, None] * (
         dz - (sum_dz / count)[None, :, None, None] - xc * (invstd**2 * sum_dz_xc / count)[None, :, None, None])
+    settings = np.array([eps[0], 0.9, 0.1], np.float32)  # eps, keep, momentum
+    moving_mean, moving_var = rng.uniform(-1.0, 1.0, 4).astype(np.float32), rng.uniform(0.5, 2.0, 4).astype(np.float32)
     path = builds[isa]["batchnorm"]
-    y, got_mean, got_var = np.empty_like(x), np.empty(4, np.float32), np.empty(4, np.float32)
-    _call(path, f"BnTrainForward{act}", x, gamma, beta, eps, y, got_mean, got_var)
+    y, got_mean, got_var, new_mean, new_var = np.empty_like(x), *(np.empty(4, np.float32) for _ in range(4))
+    _call(path, f"BnTrainForward{act}", x, gamma, beta, settings, moving_mean, moving_var, y, got_mean, got_var,
+          new_mean, new_var)
     np.testing.assert_allclose(got_mean, mean, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(got_var, var, rtol=1e-6)
     np.testing.assert_allclose(y, f(z), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(new_mean, 0.9 * moving_mean + 0.1 * mean, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(new_var, 0.9 * moving_var + 0.1 * var * count / (count - 1), rtol=1e-6)
     dx, dgamma, dbeta = np.empty_like(x), np.empty(4, np.float32), np.empty(4, np.float32)
-    _call(path, f"BnTrainBackward{act}", dy, x, gamma, beta, got_mean, got_var, eps, dx, dgamma, dbeta)
+    _call(path, f"BnTrainBackward{act}", dy, x, gamma, beta, got_mean, got_var, settings, dx, dgamma, dbeta)
     np.testing.assert_allclose(dbeta, sum_dz, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(dgamma, sum_dz_xc * invstd, rtol=1e-5, atol=1e-4)
     assert _rel_err(dx, want_dx) < 1e-5
