@@ -70,6 +70,7 @@ def worker(variant: str, name: str, mode: str, infer_batches: list[int], train_b
     import mindspore as ms
     from mindspore import Tensor, nn
 
+    from mindcv_mobilenet.engine.optim import Momentum
     from mindcv_mobilenet.models.fuse import fuse_bn
 
     ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
@@ -87,7 +88,7 @@ def worker(variant: str, name: str, mode: str, infer_batches: list[int], train_b
     if train_batch and variant != "ours fused":
         x = Tensor(rng.standard_normal((train_batch, 3, image_size, image_size)).astype(np.float32))
         y = Tensor(rng.integers(0, 1000, train_batch).astype(np.int32))
-        optimizer = nn.Momentum(model.trainable_params(), 0.01, 0.9)
+        optimizer = (Momentum if variant.startswith("ours") else nn.Momentum)(model.trainable_params(), 0.01, 0.9)
         step_cell = nn.TrainOneStepCell(nn.WithLossCell(model, nn.CrossEntropyLoss()), optimizer)
         step_cell.set_train(True)
         first, step = first_and_median(lambda: step_cell(x, y).asnumpy(), repeats)

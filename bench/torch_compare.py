@@ -120,6 +120,7 @@ def ours_setup(name: str, task: str, image_size: int, batch: int) -> tuple[Calla
     import numpy as np
     from mindspore import Tensor, nn
 
+    from mindcv_mobilenet.engine.optim import Momentum
     from mindcv_mobilenet.kernels import kernel_isa
     from mindcv_mobilenet.models import create_model
     from mindcv_mobilenet.models.fuse import fuse_bn
@@ -139,7 +140,7 @@ def ours_setup(name: str, task: str, image_size: int, batch: int) -> tuple[Calla
             model(images).asnumpy()
     else:
         labels = Tensor(rng.integers(0, 1000, batch).astype(np.int32))
-        optimizer = nn.Momentum(model.trainable_params(), 0.01, 0.9)
+        optimizer = Momentum(model.trainable_params(), 0.01, 0.9)  # what train.py builds (create_optimizer)
         step_cell = nn.TrainOneStepCell(nn.WithLossCell(model, nn.CrossEntropyLoss()), optimizer)
         step_cell.set_train(True)
 

@@ -4,20 +4,58 @@ RMSProp: MindSpore's ``nn.RMSProp`` updates ``m = momentum * m + lr * g / sqrt(m
 one: epsilon inside the square root and a unit initial mean square, which is TensorFlow's RMSProp (the one the
 MobileNetV3 paper used, with eps 1e-3), not PyTorch's ``g / (sqrt(ms) + eps)``. ``tests/test_train_engine.py``
 checks this against a NumPy reference. AdamW is MindSpore's ``AdamWeightDecay`` (decoupled decay, no bias
-correction).
+correction). Momentum is MindSpore's ``nn.Momentum`` whose update runs on CPU as one kernel call for all parameters
+(:class:`Momentum`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import mindspore as ms
 import numpy as np
-from mindspore import Parameter, Tensor, nn
+from mindspore import Parameter, Tensor, nn, ops
 
+from ..kernels import on_cpu
+from ..kernels.momentum import momentum_update_op
 from ..utils.errors import ConfigError
 
 OPTIMIZERS = ("momentum", "sgd", "adamw", "adam", "rmsprop")
 NO_DECAY_SUFFIXES = (".bias", ".gamma", ".beta")
+
+
+class Momentum(nn.Momentum):
+    """``nn.Momentum`` (same arguments, results, moments and checkpoints) whose update of every parameter, weight
+    decay included, is one call of this package's CPU kernel where it applies: the stock optimizer launches an
+    ``ApplyMomentum`` per parameter (and a Mul and an Add per decayed one), 140-340 launches a MobileNet step that
+    cost more to schedule than to run. ``use_nesterov`` is applied there (MindSpore 2.10's CPU ``ApplyMomentum``
+    ignores it; GPU and Ascend apply it). Loss scaling, gradient centralization, a weight-decay schedule and other
+    devices take the stock path."""
+
+    def __init__(self, params, learning_rate, momentum: float, weight_decay=0.0, loss_scale: float = 1.0,
+                 use_nesterov: bool = False) -> None:
+        super().__init__(params, learning_rate, momentum, weight_decay, loss_scale, use_nesterov)
+        stock_only = self.need_scale or self.grad_centralization or self.dynamic_weight_decay or self.use_parallel
+        self.update = None if stock_only or not on_cpu() else momentum_update_op(len(self.params), use_nesterov)
+        self.decays = Tensor(self._decay_per_parameter(), ms.float32)
+
+    def _decay_per_parameter(self) -> list[float]:
+        if not self.exec_weight_decay:
+            return [0.0] * len(self.params)
+        if self.is_group:
+            return [float(d.asnumpy()) if flag else 0.0 for d, flag in zip(self.weight_decay, self.decay_flags,
+                                                                             strict=True)]
+        value = float(self.weight_decay.asnumpy())
+        return [value if flag else 0.0 for flag in self.decay_flags]
+
+    def construct(self, gradients):
+        if self.update is None:
+            return super().construct(gradients)
+        lr = self.get_lr()
+        self.assignadd(self.global_step, self.global_step_increase_tensor)
+        if self.is_group_lr:
+            lr = ops.stack(lr)
+        return self.update(lr, self.momentum, self.decays, *self.params, *self.moments, *gradients)
 
 
 def param_groups(params: Sequence[Parameter], weight_decay: float, filter_bias_and_bn: bool,
@@ -69,7 +107,7 @@ def create_optimizer(
     # with groups the decay is per group; MindSpore wants the top-level value to be 0 then
     wd = 0.0 if isinstance(groups[0], dict) else weight_decay
     if opt == "momentum":
-        return nn.Momentum(groups, lr, momentum, weight_decay=wd, use_nesterov=nesterov)
+        return Momentum(groups, lr, momentum, weight_decay=wd, use_nesterov=nesterov)
     if opt == "sgd":
         return nn.SGD(groups, lr, momentum=momentum, weight_decay=wd, nesterov=nesterov and momentum > 0)
     if opt == "adamw":

@@ -4,7 +4,8 @@ MindSpore 2.10's CPU depthwise convolution (oneDNN, im2col + GEMM per channel) i
 training on CPU; ``depthwise_conv.cc`` replaces it (forward and both gradients) where it can run,
 ``activation.cc`` its hard-swish (3-10x slower than a memory-bound pass), ``batchnorm.cc`` its training-mode
 BatchNorm and gradient (a quarter of a MobileNetV3 training step), ``squeeze_excite.cc`` its global pooling and the
-squeeze-excite gate (pooling, broadcast product and their gradients: a sixth of a V3-Small step). Each library is
+squeeze-excite gate (pooling, broadcast product and their gradients: a sixth of a V3-Small step), ``momentum.cc`` the
+optimizer's one ``ApplyMomentum`` launch per parameter (one call for all of them). Each library is
 compiled once per source version (its ``.cc`` and the shared headers), compiler and CPU into the package's cache
 (``kernels/`` under ``$MINDCV_MOBILENET_CACHE``, else ``~/.cache/mindcv_mobilenet``) with the C++ compiler found
 (``$CXX``, ``g++``, ``c++``, ``clang++``). Where none is present, or the build fails, the models use MindSpore's
@@ -47,7 +48,8 @@ _BASE_FLAGS = ["-O3", "-std=c++17", "-fopenmp-simd", "-shared", "-fPIC", "-pthre
 _HEADERS = ("parallel.h", "activations.h", "aot.h", "simd.h")
 # What falls back to MindSpore's stock operators when a library cannot be had (the warning says so).
 USED_FOR = {"depthwise_conv": "depthwise convolutions", "activation": "hard-swish activations",
-            "batchnorm": "training-mode BatchNorms", "squeeze_excite": "global pooling and squeeze-excite gates"}
+            "batchnorm": "training-mode BatchNorms", "squeeze_excite": "global pooling and squeeze-excite gates",
+            "momentum": "momentum optimizer updates"}
 _WARNED: set[str] = set()
 
 
