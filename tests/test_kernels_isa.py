@@ -215,9 +215,9 @@ def test_batchnorm_matches_reference(builds, isa, act):
     settings = np.array([eps[0], 0.9, 0.1], np.float32)  # eps, keep, momentum
     moving_mean, moving_var = rng.uniform(-1.0, 1.0, 4).astype(np.float32), rng.uniform(0.5, 2.0, 4).astype(np.float32)
     path = builds[isa]["batchnorm"]
-    y, got_mean, got_var, new_mean, new_var = np.empty_like(x), *(np.empty(4, np.float32) for _ in range(4))
-    _call(path, f"BnTrainForward{act}", x, gamma, beta, settings, moving_mean, moving_var, y, got_mean, got_var,
-          new_mean, new_var)
+    new_mean, new_var = moving_mean.copy(), moving_var.copy()  # updated in place
+    y, got_mean, got_var = np.empty_like(x), np.empty(4, np.float32), np.empty(4, np.float32)
+    _call(path, f"BnTrainForward{act}", x, gamma, beta, settings, new_mean, new_var, y, got_mean, got_var)
     np.testing.assert_allclose(got_mean, mean, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(got_var, var, rtol=1e-6)
     np.testing.assert_allclose(y, f(z), rtol=1e-5, atol=1e-5)

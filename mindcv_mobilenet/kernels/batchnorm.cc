@@ -7,11 +7,11 @@
 // The activation that follows MobileNet's BatchNorms (none, ReLU, ReLU6, hard-swish) is applied in the same pass, and
 // its gradient taken in the gradient's passes (z = a x + b recomputed from x): MindSpore's separate ReLU6 and
 // ReLU6Grad were a ninth of a MobileNetV2 training step.
-//   BnTrainForward{Act}(x, gamma, beta, settings, moving_mean, moving_var) -> y, mean, var, new_moving_mean,
-//       new_moving_var
+//   BnTrainForward{Act}(x, gamma, beta, settings, moving_mean, moving_var) -> y, mean, var
 //     y = act(z), z = (x - mean) / sqrt(var + eps) * gamma + beta; var: biased (the one that normalises);
-//     settings = [eps, keep, momentum]: new_moving = moving * keep + batch * momentum, with the unbiased variance
-//     (MindSpore's update; done here because its five Muls and two Adds per layer cost more in launches than in work)
+//     settings = [eps, keep, momentum]: the moving statistics are updated in place (the Python side declares them
+//     written), moving = moving * keep + batch * momentum with the unbiased variance (MindSpore's update; done here
+//     because its five Muls, two Adds and two Assigns per layer cost more in launches than in work)
 //   BnTrainBackward{Act}(dy, x, gamma, beta, mean, var, settings) -> dx, dgamma, dbeta
 //   Act: Linear, Relu, Relu6, HSwish (activation.cc's formulas and MindSpore's gradients)
 // Sums are accumulated in double. Threads: channels split over the kernel threads (parallel.h).
@@ -53,19 +53,17 @@ struct Affine {
 
 template <class Act>
 int Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
-  if (nparam != 11 || !Float4d(11, ndims, dtypes)) return 1;
+  if (nparam != 9 || !Float4d(9, ndims, dtypes)) return 1;
   const float *x = static_cast<const float *>(params[0]);
   const float *gamma = static_cast<const float *>(params[1]);
   const float *beta = static_cast<const float *>(params[2]);
   const float *settings = static_cast<const float *>(params[3]);
   const float eps = settings[0], keep = settings[1], momentum = settings[2];
-  const float *moving_mean = static_cast<const float *>(params[4]);
-  const float *moving_var = static_cast<const float *>(params[5]);
+  float *moving_mean = static_cast<float *>(params[4]);  // updated in place
+  float *moving_var = static_cast<float *>(params[5]);
   float *y = static_cast<float *>(params[6]);
   float *mean_out = static_cast<float *>(params[7]);
   float *var_out = static_cast<float *>(params[8]);
-  float *new_moving_mean = static_cast<float *>(params[9]);
-  float *new_moving_var = static_cast<float *>(params[10]);
   const Shape s(shapes[0]);
   const double count = static_cast<double>(s.n * s.hw);
   const float unbias = static_cast<float>(count / std::max(count - 1.0, 1.0));
@@ -84,8 +82,8 @@ int Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char 
       const double mean = sum / count;
       mean_out[ch] = static_cast<float>(mean);
       var_out[ch] = static_cast<float>(std::max(squares / count - mean * mean, 0.0));
-      new_moving_mean[ch] = moving_mean[ch] * keep + mean_out[ch] * momentum;
-      new_moving_var[ch] = moving_var[ch] * keep + var_out[ch] * unbias * momentum;
+      moving_mean[ch] = moving_mean[ch] * keep + mean_out[ch] * momentum;
+      moving_var[ch] = moving_var[ch] * keep + var_out[ch] * unbias * momentum;
       const Affine affine(gamma[ch], beta[ch], mean_out[ch], var_out[ch], eps);
       for (int64_t b = 0; b < s.n; ++b) {
         const float *in = s.Plane(x, b, ch);
