@@ -30,9 +30,11 @@ import platform
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Collection, Sequence
 
 import mindspore as ms
 from mindspore import ops
+from mindspore.ops import signature as sig
 
 from ..utils.download import default_cache_dir
 from ..utils.errors import ConfigError
@@ -156,4 +158,13 @@ class KernelOp(ops.Custom):
     """A custom operator that deep copies to itself (it holds no state), so models using it can be copied."""
 
     def __deepcopy__(self, memo):
+        return self
+
+    def writes_inputs(self, names: Sequence[str], written: Collection[str]) -> KernelOp:
+        """Declare the inputs (``names``, in order) that the kernel updates in place (``written``): MindSpore then
+        orders the call as it orders ``Assign`` (reads of those parameters before it, later reads after it)."""
+        signature = [sig.make_sig(name, sig.sig_rw.RW_WRITE) if name in written else sig.make_sig(name)
+                     for name in names]
+        self.set_signatures(self._fill_signature(tuple(signature)))
+        self.add_prim_attr("side_effect_mem", True)
         return self

@@ -16,7 +16,6 @@ import functools
 
 import mindspore as ms
 from mindspore import Tensor, nn, ops
-from mindspore.ops import signature as sig
 
 from . import KernelOp, library_path, on_cpu
 from .activation import KERNEL_ACTIVATIONS
@@ -42,11 +41,8 @@ def batchnorm_op(activation: str | None = None) -> KernelOp | None:
 
     forward = KernelOp(f"{path}:BnTrainForward{suffix}", out_shape=lambda x, g, b, s, m, v: (x, g, g),
                        out_dtype=lambda x, g, b, s, m, v: (x, x, x), func_type="aot", bprop=bprop)
-    forward.set_signatures(forward._fill_signature((
-        sig.make_sig("x"), sig.make_sig("gamma"), sig.make_sig("beta"), sig.make_sig("settings"),
-        sig.make_sig("moving_mean", sig.sig_rw.RW_WRITE), sig.make_sig("moving_var", sig.sig_rw.RW_WRITE))))
-    forward.add_prim_attr("side_effect_mem", True)
-    return forward
+    return forward.writes_inputs(("x", "gamma", "beta", "settings", "moving_mean", "moving_var"),
+                                 written=("moving_mean", "moving_var"))
 
 
 class BatchNorm2d(nn.BatchNorm2d):

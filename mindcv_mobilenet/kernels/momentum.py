@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 
 import mindspore as ms
-from mindspore.ops import signature as sig
 
 from . import KernelOp, library_path
 
@@ -23,9 +22,5 @@ def momentum_update_op(count: int, nesterov: bool = False) -> KernelOp | None:
         return None
     op = KernelOp(f"{path}:MomentumUpdate{'Nesterov' if nesterov else ''}", out_shape=lambda *shapes: [1],
                   out_dtype=lambda *dtypes: ms.float32, func_type="aot")
-    written = [sig.make_sig(f"{kind}{i}", sig.sig_rw.RW_WRITE) for kind in ("param", "moment") for i in range(count)]
-    signature = [sig.make_sig("lr"), sig.make_sig("momentum"), sig.make_sig("decay"), *written,
-                 *(sig.make_sig(f"grad{i}") for i in range(count))]
-    op.set_signatures(op._fill_signature(tuple(signature)))
-    op.add_prim_attr("side_effect_mem", True)
-    return op
+    written = [f"{kind}{i}" for kind in ("param", "moment") for i in range(count)]
+    return op.writes_inputs(("lr", "momentum", "decay", *written, *(f"grad{i}" for i in range(count))), written)
